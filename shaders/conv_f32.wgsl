@@ -1,0 +1,3 @@
+// conv_f32.wgsl — placeholder, not yet written.
+@compute @workgroup_size(1)
+fn conv_f32() {}

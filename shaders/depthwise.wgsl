@@ -1,0 +1,3 @@
+// depthwise.wgsl — placeholder, not yet written.
+@compute @workgroup_size(1)
+fn depthwise() {}

@@ -1,0 +1,3 @@
+// depthwise_f32.wgsl — placeholder, not yet written.
+@compute @workgroup_size(1)
+fn depthwise_f32() {}

@@ -1,0 +1,3 @@
+// residual.wgsl — placeholder, not yet written.
+@compute @workgroup_size(1)
+fn residual_add() {}

@@ -1,0 +1,22 @@
+//! f8net: F8Net (Jin et al., ICLR 2022) — neural networks whose inference uses only 8-bit
+//! fixed-point multiplications — on wgpu compute shaders, with a CPU reference that is both the
+//! specification and a backend.
+//!
+//! Module map:
+//! - [`fixed`]: the fixed-point format (quantize, requantize by shift, residual alignment).
+//! - [`fraclen`]: choosing fractional lengths from statistics.
+//! - [`tensor`]: NHWC tensors on the host and the GPU, packing four codes per word.
+//! - [`gpu`]: the only module that calls wgpu (adapter, device, buffers, kernels, timing).
+//! - [`ops`]: GPU launchers, one per shader in `shaders/`.
+//! - [`reference`]: CPU spec of every kernel, bit-exact for integer ops.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod error;
+pub mod fixed;
+pub mod fraclen;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+pub mod tensor;
+
+pub use error::{Error, Result};
