@@ -1,1 +1,60 @@
-// placeholder
+//! Every shader parses and validates with naga (no GPU needed), and every uniform `Params`
+//! struct has the size of its Rust mirror, so the host and WGSL layouts cannot drift.
+
+use f8net::gpu::{Kernel, Shader};
+
+fn parse(shader: Shader) -> naga::Module {
+    naga::front::wgsl::parse_str(shader.source())
+        .unwrap_or_else(|e| panic!("{}: {}", shader.file(), e.emit_to_string(shader.source())))
+}
+
+fn validate(shader: Shader, module: &naga::Module) {
+    let mut v = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
+    v.validate(module)
+        .unwrap_or_else(|e| panic!("{}: {}", shader.file(), e.emit_to_string(shader.source())));
+}
+
+/// Size in bytes of the WGSL struct `Params` of a shader.
+fn params_size(shader: Shader) -> u32 {
+    let module = parse(shader);
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("Params"))
+        .unwrap_or_else(|| panic!("{} has no struct Params", shader.file()));
+    ty.inner.size(module.to_ctx())
+}
+
+#[test]
+fn every_shader_parses_and_validates() {
+    for shader in Shader::ALL {
+        let module = parse(shader);
+        validate(shader, &module);
+    }
+}
+
+#[test]
+fn every_kernel_entry_point_exists() {
+    for kernel in Kernel::ALL {
+        let module = parse(kernel.shader());
+        assert!(
+            module.entry_points.iter().any(|e| e.name == kernel.name()),
+            "{} has no entry point {}",
+            kernel.shader().file(),
+            kernel.name()
+        );
+    }
+}
+
+#[test]
+fn params_structs_match_their_rust_mirrors() {
+    use std::mem::size_of;
+    let mirrors: &[(Shader, usize)] = &[(Shader::Gemm, size_of::<f8net::ops::gemm::GemmParams>())];
+    for &(shader, size) in mirrors {
+        assert_eq!(params_size(shader) as usize, size, "{} Params vs Rust mirror", shader.file());
+        assert_eq!(size % 16, 0, "{} Params size {size} is not a multiple of 16", shader.file());
+    }
+}
