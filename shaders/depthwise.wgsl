@@ -1,3 +1,131 @@
-// depthwise.wgsl — placeholder, not yet written.
-@compute @workgroup_size(1)
-fn depthwise() {}
+// depthwise.wgsl — int8 depthwise convolution (groups == channels) with F8Net's fused shift-only
+// epilogue (the same as gemm.wgsl). Spec: src/reference/depthwise.rs; launcher: src/ops/depthwise.rs.
+//
+//   x    [N][H][W][C4]    u32: four 8-bit codes per word (uint8 or int8 per x_signed)
+//   w    [KH][KW][C4]     u32: four int8 weight codes per word (channel-last; padding lanes 0)
+//   bias [4·C4]           i32: bias at the accumulator's FL (FL_x + FL_w)
+//   shift[4·C4]           i32: requantization shift per channel (> 0 right, < 0 left)
+//   out  [N][OH][OW][C4]  u32 packed codes (out_mode 0) or i32 [N][OH][OW][4·C4] (out_mode 1)
+//
+// A direct kernel (the reduction runs over taps, not channels, so there is no dot4): codes are
+// unpacked to vec4<i32> and multiplied lane-wise; |Σ| ≤ 255·127·KH·KW, far inside int32.
+// Tiling: a workgroup owns an OT_H × OT_W output tile of CW channel words. It stages the input
+// tile plus halo, ((OT_H−1)·SH + KH) × ((OT_W−1)·SW + KW) pixels × CW words, in workgroup memory
+// (out-of-image taps staged as 0), then each invocation computes PX output pixels along x for one
+// word (4 channels). Dispatch (ceil(OW/OT_W), ceil(OH/OT_H), N·ceil(C4/CW)); the launcher checks
+// that the tile fits SMEM words.
+
+const OT_W: u32 = 8u;
+const OT_H: u32 = 4u;
+const PX: u32 = 4u;
+const CW: u32 = 8u;
+const WG: u32 = 64u; // CW · (OT_W / PX) · OT_H
+const SMEM: u32 = 2304u;
+
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c4: u32,
+    c: u32,          // logical channels: lanes ≥ c are written as 0
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    tile_h: u32,     // staged input rows: (OT_H − 1)·stride_h + kh
+    tile_w: u32,     // staged input columns: (OT_W − 1)·stride_w + kw
+    x_signed: u32,   // 1 = int8 input codes, 0 = uint8
+    out_mode: u32,   // 0 = packed codes, 1 = int32
+    out_signed: u32, // packed output: 1 = int8, 0 = uint8
+    clamp_lo: i32,   // extra clamp in output units (ReLU / ReLU6)
+    clamp_hi: i32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> bias: array<i32>;
+@group(0) @binding(3) var<storage, read> shift: array<i32>;
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+// Input tile, [tile_h][tile_w][CW] words.
+var<workgroup> tile: array<u32, SMEM>;
+
+@compute @workgroup_size(WG)
+fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let cgroups = (p.c4 + CW - 1u) / CW;
+    let b = wid.z / cgroups;
+    let cw0 = (wid.z % cgroups) * CW;
+    let ox0 = wid.x * OT_W;
+    let oy0 = wid.y * OT_H;
+    // Input coordinates of the tile's first pixel (negative inside the top/left padding).
+    let iy0 = i32(oy0 * p.stride_h) - i32(p.pad_top);
+    let ix0 = i32(ox0 * p.stride_w) - i32(p.pad_left);
+    let count = p.tile_h * p.tile_w * CW;
+    for (var i = lid; i < count; i += WG) {
+        let cl = i % CW;
+        let px = i / CW;
+        let iy = iy0 + i32(px / p.tile_w);
+        let ix = ix0 + i32(px % p.tile_w);
+        let cw = cw0 + cl;
+        var v = 0u; // padded taps and channel words past C4 are code 0
+        if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) && cw < p.c4) {
+            v = x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.c4 + cw];
+        }
+        tile[i] = v;
+    }
+    workgroupBarrier();
+
+    let cl = lid % CW;
+    let tx = ((lid / CW) % (OT_W / PX)) * PX;
+    let ty = lid / (CW * (OT_W / PX));
+    let cw = cw0 + cl;
+    let oy = oy0 + ty;
+    if (cw >= p.c4 || oy >= p.oh || ox0 + tx >= p.ow) {
+        return;
+    }
+    var acc: array<vec4<i32>, PX>;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let row = (ty * p.stride_h + ky) * p.tile_w;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let wv = unpack4xI8(w[(ky * p.kw + kx) * p.c4 + cw]);
+            for (var j = 0u; j < PX; j++) {
+                let t = (row + (tx + j) * p.stride_w + kx) * CW + cl;
+                acc[j] += unpack_codes(tile[t], p.x_signed) * wv;
+            }
+        }
+    }
+
+    let c = cw * 4u;
+    let bv = vec4<i32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
+    let sv = vec4<i32>(shift[c], shift[c + 1u], shift[c + 2u], shift[c + 3u]);
+    let live = vec4<u32>(c, c + 1u, c + 2u, c + 3u) < vec4<u32>(p.c);
+    for (var j = 0u; j < PX; j++) {
+        let ox = ox0 + tx + j;
+        if (ox >= p.ow) {
+            break;
+        }
+        var q: vec4<i32>;
+        for (var l = 0u; l < 4u; l++) {
+            var v = shift_round(sat_add(acc[j][l], bv[l]), sv[l]);
+            v = clamp(v, p.clamp_lo, p.clamp_hi);
+            if (p.out_mode == 0u) {
+                v = clamp(v, code_lo(p.out_signed), code_hi(p.out_signed));
+            }
+            q[l] = v;
+        }
+        q = select(vec4<i32>(0), q, live);
+        let word = ((b * p.oh + oy) * p.ow + ox) * p.c4 + cw;
+        if (p.out_mode == 0u) {
+            out[word] = pack_codes(q, p.out_signed);
+        } else {
+            for (var l = 0u; l < 4u; l++) {
+                out[word * 4u + l] = bitcast<u32>(q[l]);
+            }
+        }
+    }
+}

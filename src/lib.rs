@@ -11,11 +11,17 @@
 //! - [`reference`]: CPU spec of every kernel, bit-exact for integer ops.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod builtin;
+pub mod compare;
 pub mod error;
 pub mod fixed;
 pub mod fraclen;
 pub mod gpu;
+pub mod io;
+pub mod model;
 pub mod ops;
+pub mod quantize;
+pub mod preprocess;
 pub mod reference;
 pub mod tensor;
 

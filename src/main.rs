@@ -1,1 +1,361 @@
-fn main() {}
+//! The `f8net` command line: `infer`, `quantize`, `compare`, `adapters` (and, to come,
+//! `train`, `eval`, `bench`). Every failure prints one line `f8net: <reason>` and exits non-zero.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use f8net::compare::{softmax, top_k, Agreement};
+use f8net::gpu::Gpu;
+use f8net::model::int::IntModel;
+use f8net::model::run_gpu::GpuModel;
+use f8net::model::{efficientnet, file, run_cpu};
+use f8net::preprocess;
+use f8net::quantize::{self, ActFl, BiasCorrection, Pact, QuantizeOptions, WeightFl};
+use f8net::{builtin, fixed::Format};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "f8net", version, about = "F8Net fixed-point 8-bit networks on wgpu")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WeightScheme {
+    PerChannel,
+    PerLayer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FlRule {
+    Grid,
+    Std,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify images (files or folders) with the built-in 8-bit model or --model.
+    Infer {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// An f8net integer model file (default: the built-in EfficientNet-Lite0).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// How many labels to print per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// One JSON object per image instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Run on the CPU reference instead of the GPU.
+        #[arg(long)]
+        cpu: bool,
+        /// Images per GPU submission.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+    },
+    /// Convert a float EfficientNet-Lite0 safetensors file to an F8Net integer model.
+    Quantize {
+        float: PathBuf,
+        /// Folder of calibration images.
+        #[arg(long)]
+        calib: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "per-channel")]
+        weights: WeightScheme,
+        /// Rule for per-layer weight FLs (per-channel always uses grid search).
+        #[arg(long, value_enum, default_value = "grid")]
+        weight_fl: FlRule,
+        #[arg(long, value_enum, default_value = "grid")]
+        act_fl: FlRule,
+        /// Fixed-point PACT with α = 6 on ReLU6 outputs.
+        #[arg(long, value_enum, default_value = "on")]
+        pact: OnOff,
+        #[arg(long, value_enum, default_value = "on")]
+        bias_correction: OnOff,
+    },
+    /// Agreement between a float model and an integer model on a folder of images.
+    Compare {
+        /// Folder (or files) of images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        float: PathBuf,
+        /// Integer model (default: the built-in one).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// List the GPU adapters.
+    Adapters,
+    /// F8Net quantization-aware training (not yet available).
+    Train,
+    /// Accuracy of a model on a test set (not yet available).
+    Eval,
+    /// Throughput benchmarks (not yet available: use `cargo bench`).
+    Bench,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("f8net: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Image files named directly or found (sorted) in named folders.
+fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("{}: cannot read folder", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+                    matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp")
+                })
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn load_model(path: &Option<PathBuf>) -> Result<IntModel> {
+    Ok(match path {
+        Some(p) => file::load(p)?,
+        None => builtin::model()?,
+    })
+}
+
+/// The GPU backend, or `None` (with a note on stderr) when `--cpu` or no adapter.
+fn backend(cpu: bool) -> Option<Gpu> {
+    if cpu {
+        return None;
+    }
+    match Gpu::new() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("f8net: {e}; running on the CPU reference");
+            None
+        }
+    }
+}
+
+struct Runner {
+    model: IntModel,
+    gpu: Option<(Gpu, GpuModel)>,
+}
+
+impl Runner {
+    fn new(model: IntModel, cpu: bool) -> Result<Runner> {
+        let gpu = match backend(cpu) {
+            Some(g) => {
+                let m = GpuModel::upload(&g, &model)?;
+                Some((g, m))
+            }
+            None => None,
+        };
+        Ok(Runner { model, gpu })
+    }
+
+    fn device(&self) -> String {
+        match &self.gpu {
+            Some((g, _)) => format!("GPU {}", g.adapter()),
+            None => "CPU reference".into(),
+        }
+    }
+
+    /// int32 logits for a batch of RGB 224×224 images.
+    fn logits(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<i32>>> {
+        let n = images.len();
+        let codes: Vec<i32> = images
+            .iter()
+            .flat_map(|rgb| builtin::input_codes(rgb, self.model.input_format))
+            .collect();
+        let flat = match &self.gpu {
+            Some((g, m)) => m.forward(g, &codes, n)?,
+            None => run_cpu::forward(&self.model, &codes, n)?,
+        };
+        let classes = flat.len() / n.max(1);
+        Ok(flat.chunks(classes.max(1)).map(|c| c.to_vec()).collect())
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Infer { inputs, model, top, json, cpu, batch } => infer(&inputs, &model, top, json, cpu, batch),
+        Command::Quantize { float, calib, out, weights, weight_fl, act_fl, pact, bias_correction } => {
+            let opts = QuantizeOptions {
+                weight_fl: match (weights, weight_fl) {
+                    (WeightScheme::PerChannel, _) => WeightFl::PerChannelGrid,
+                    (WeightScheme::PerLayer, FlRule::Grid) => WeightFl::PerLayerGrid,
+                    (WeightScheme::PerLayer, FlRule::Std) => WeightFl::PerLayerStd,
+                },
+                act_fl: match act_fl {
+                    FlRule::Grid => ActFl::Grid,
+                    FlRule::Std => ActFl::Std,
+                },
+                pact: match pact {
+                    OnOff::On => Pact::Relu6,
+                    OnOff::Off => Pact::Off,
+                },
+                bias_correction: match bias_correction {
+                    OnOff::On => BiasCorrection::On,
+                    OnOff::Off => BiasCorrection::Off,
+                },
+            };
+            quantize_cmd(&float, &calib, &out, &opts)
+        }
+        Command::Compare { inputs, float, model, cpu } => compare(&inputs, &float, &model, cpu),
+        Command::Adapters => {
+            let list = f8net::gpu::list_adapters();
+            if list.is_empty() {
+                bail!("no Vulkan adapter found (install mesa-vulkan-drivers for a software one)");
+            }
+            for a in list {
+                println!("{}: {a}", a.index);
+            }
+            Ok(())
+        }
+        Command::Train => bail!("train is not available yet (F8Net QAT is being built: issue 4)"),
+        Command::Eval => bail!("eval is not available yet (issue 5)"),
+        Command::Bench => bail!("f8net bench is not available yet; `cargo bench` runs the kernel benchmarks"),
+    }
+}
+
+fn infer(inputs: &[PathBuf], model: &Option<PathBuf>, top: usize, json: bool, cpu: bool, batch: usize) -> Result<()> {
+    if top == 0 || batch == 0 {
+        bail!("--top and --batch must be at least 1");
+    }
+    let files = collect_images(inputs)?;
+    if files.is_empty() {
+        bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let runner = Runner::new(load_model(model)?, cpu)?;
+    let labels = builtin::labels();
+    let mut failed = 0;
+    let mut good: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for f in &files {
+        match preprocess::load_image(f) {
+            Ok(img) => good.push((f.clone(), img.into_bytes())),
+            Err(e) => {
+                eprintln!("f8net: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if !json && !good.is_empty() {
+        println!("model {} on {}", runner.model.name, runner.device());
+    }
+    for chunk in good.chunks(batch) {
+        let images: Vec<Vec<u8>> = chunk.iter().map(|(_, b)| b.clone()).collect();
+        let start = Instant::now();
+        let logits = runner.logits(&images)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
+        let fl = runner.model.logits_fl()?;
+        for ((path, _), l) in chunk.iter().zip(&logits) {
+            let real: Vec<f32> = l.iter().map(|&v| v as f32 * (-fl as f32).exp2()).collect();
+            let p = softmax(&real);
+            let best = top_k(&p, top);
+            if json {
+                let obj = serde_json::json!({
+                    "path": path.display().to_string(),
+                    "top": best,
+                    "labels": best.iter().map(|&i| labels.get(i).copied().unwrap_or("?")).collect::<Vec<_>>(),
+                    "probabilities": best.iter().map(|&i| p[i]).collect::<Vec<_>>(),
+                    "device": runner.device(),
+                    "ms_per_image": ms,
+                });
+                println!("{obj}");
+            } else {
+                println!("{}  ({ms:.1} ms/image)", path.display());
+                for &i in &best {
+                    println!("  {:>3}  {:.4}  {}", i, p[i], labels.get(i).copied().unwrap_or("?"));
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images could not be read", files.len());
+    }
+    Ok(())
+}
+
+fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn load_all(files: &[PathBuf], what: &str) -> Result<Vec<Vec<u8>>> {
+    let bar = progress(files.len(), what);
+    let mut out = Vec::new();
+    for f in files {
+        out.push(preprocess::load_image(f)?.into_bytes());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn quantize_cmd(float: &Path, calib: &Path, out: &Path, opts: &QuantizeOptions) -> Result<()> {
+    let fmodel = efficientnet::load_float(float)?;
+    let files = collect_images(&[calib.to_path_buf()])?;
+    if files.is_empty() {
+        bail!("{}: no calibration images", calib.display());
+    }
+    let images = load_all(&files, "calibration images")?;
+    let x: Vec<f32> = images.iter().flat_map(|b| builtin::normalize(b)).collect();
+    let input_format = Format::signed(7)?;
+    let start = Instant::now();
+    eprintln!("quantizing {} with {} on {} images ...", fmodel.name, opts.describe(), images.len());
+    let model = quantize::quantize(&fmodel, &x, images.len(), input_format, opts)?;
+    file::save(&model, out)?;
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({bytes} bytes) in {:.1} s", out.display(), start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn compare(inputs: &[PathBuf], float: &Path, model: &Option<PathBuf>, cpu: bool) -> Result<()> {
+    let fmodel = efficientnet::load_float(float)?;
+    let runner = Runner::new(load_model(model)?, cpu)?;
+    let files = collect_images(inputs)?;
+    if files.is_empty() {
+        bail!("no images found");
+    }
+    let images = load_all(&files, "images")?;
+    let mut agree = Agreement::default();
+    let bar = progress(images.len(), "comparing");
+    for chunk in images.chunks(8) {
+        let x: Vec<f32> = chunk.iter().flat_map(|b| builtin::normalize(b)).collect();
+        let fl = fmodel.forward(&x, chunk.len())?;
+        let il = runner.logits(chunk)?;
+        let classes = fl.len() / chunk.len();
+        for (f, i) in fl.chunks(classes).zip(&il) {
+            agree.add(f, i);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!("model {} on {}", runner.model.name, runner.device());
+    println!("{}", agree.report());
+    Ok(())
+}

@@ -4,4 +4,5 @@ mod common;
 mod fixed_point;
 mod fraclen;
 mod kernels;
+mod model_float;
 mod shaders;

@@ -13,14 +13,29 @@ Writes (paths relative to the repository root):
                                     skimage hubble_deep_field.jpg re-encoded JPEG q90 4:2:0
                                     (public domain, NASA/ESA); the original is 527,940 B and would
                                     push assets/images/ over the 1.5 MB budget.
-All from the scikit-image 0.26.0 wheel (skimage/data/). Re-encoded files carry no EXIF/ICC/XMP
-(pixels are treated as sRGB). Only CC0 / public-domain photographs are used.
+  assets/images/retina.jpg          skimage retina.jpg (1411x1411) downscaled to 400x400 (Pillow
+                                    LANCZOS), JPEG q90 4:2:0 baseline (CC0, Mikael Haggstrom)
+The above from the scikit-image 0.26.0 wheel (skimage/data/).
+  assets/images/china.jpg           scikit-learn 1.9.1 wheel, sklearn/datasets/images/china.jpg,
+                                    original bytes (CC BY 2.0, danielbuechele on Flickr)
+  assets/images/flower.jpg          scikit-learn 1.9.1 wheel, sklearn/datasets/images/flower.jpg,
+                                    original bytes (CC BY 2.0, vultilion on Flickr)
+  assets/images/grace_hopper.jpg    matplotlib 3.11.2 wheel, mpl-data/sample_data/grace_hopper.jpg,
+                                    original bytes (public domain, U.S. Navy official portrait)
+Re-encoded files carry no EXIF/ICC/XMP (pixels are treated as sRGB; china.jpg and flower.jpg keep
+their embedded sRGB IEC61966-2.1 profile). Only photographs of real scenes under CC0, public
+domain or CC BY 2.0 (attribution in assets/images/README.md) are used.
 
 Requirements: python3 with Pillow (pip install pillow), pip, npm and node on PATH.
 Usage (from the repository root):
     python3 tools/fetch_assets.py                    # downloads into a temp dir
     python3 tools/fetch_assets.py --download-dir DIR # keep / reuse the downloads in DIR
-      (DIR may already hold scikit_image-0.26.0-*.whl and tensorflow-models-mobilenet-2.1.1.tgz)
+      (DIR may already hold scikit_image-0.26.0-*.whl, scikit_learn-1.9.1-*.whl,
+       matplotlib-3.11.2-*.whl and tensorflow-models-mobilenet-2.1.1.tgz)
+    python3 tools/fetch_assets.py --only images      # photos only (no npm/node needed)
+    python3 tools/fetch_assets.py --only labels      # label list only
+pip picks the wheel matching the running interpreter; the photo members are checked against the
+sha256 values in SOURCE_SHA256, so any platform wheel of these releases works.
 
 JPEG encoding goes through the libjpeg(-turbo) bundled with Pillow, so a different Pillow build
 may produce different (equally valid) bytes. The committed files are the reference; the golden
@@ -48,19 +63,54 @@ IMAGES = os.path.join(ASSETS, "images")
 
 SKIMAGE = "scikit-image==0.26.0"
 SKIMAGE_GLOB = "scikit_image-0.26.0-*.whl"
+SKLEARN = "scikit-learn==1.9.1"
+SKLEARN_GLOB = "scikit_learn-1.9.1-*.whl"
+MATPLOTLIB = "matplotlib==3.11.2"
+MATPLOTLIB_GLOB = "matplotlib-3.11.2-*.whl"
 MOBILENET = "@tensorflow-models/mobilenet@2.1.1"
 MOBILENET_TGZ = "tensorflow-models-mobilenet-2.1.1.tgz"
 LABELS_MEMBER = "package/dist/imagenet_classes.js"
 
-MAX_IMAGES_BYTES = 1_500_000
-# name in skimage/data -> (output name, action)
+MAX_IMAGES_BYTES = 2_200_000
+# (pip requirement, wheel glob, member path in the wheel, output name, action)
+#   action: ("copy",) original bytes | ("jpeg", quality) re-encode |
+#           ("jpeg", quality, short_side) downscale (LANCZOS) so the shorter side is short_side,
+#           then re-encode
 IMAGE_PLAN = [
-    ("chelsea.png", "chelsea.jpg", ("jpeg", 92)),
-    ("coffee.png", "coffee.jpg", ("jpeg", 92)),
-    ("rocket.jpg", "rocket.jpg", ("copy",)),
-    ("astronaut.png", "astronaut.png", ("copy",)),
-    ("hubble_deep_field.jpg", "hubble_deep_field.jpg", ("jpeg", 90)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/chelsea.png", "chelsea.jpg", ("jpeg", 92)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/coffee.png", "coffee.jpg", ("jpeg", 92)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/rocket.jpg", "rocket.jpg", ("copy",)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/astronaut.png", "astronaut.png", ("copy",)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/hubble_deep_field.jpg", "hubble_deep_field.jpg",
+     ("jpeg", 90)),
+    (SKIMAGE, SKIMAGE_GLOB, "skimage/data/retina.jpg", "retina.jpg", ("jpeg", 90, 400)),
+    (SKLEARN, SKLEARN_GLOB, "sklearn/datasets/images/china.jpg", "china.jpg", ("copy",)),
+    (SKLEARN, SKLEARN_GLOB, "sklearn/datasets/images/flower.jpg", "flower.jpg", ("copy",)),
+    (MATPLOTLIB, MATPLOTLIB_GLOB, "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+     "grace_hopper.jpg", ("copy",)),
 ]
+# sha256 of each source member as stored in the wheels above (checked before use, so a different
+# platform wheel of the same release must carry the same bytes).
+SOURCE_SHA256 = {
+    "skimage/data/chelsea.png":
+        "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+    "skimage/data/coffee.png":
+        "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+    "skimage/data/rocket.jpg":
+        "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+    "skimage/data/astronaut.png":
+        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+    "skimage/data/hubble_deep_field.jpg":
+        "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4",
+    "skimage/data/retina.jpg":
+        "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6",
+    "sklearn/datasets/images/china.jpg":
+        "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29",
+    "sklearn/datasets/images/flower.jpg":
+        "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638",
+    "matplotlib/mpl-data/sample_data/grace_hopper.jpg":
+        "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+}
 
 
 def run(cmd, cwd):
@@ -101,30 +151,57 @@ def fetch_labels(dl):
     print("labels: 1000 lines; [281]=%r [285]=%r [967]=%r" % (labels[281], labels[285], labels[967]))
 
 
-def fetch_images(dl):
-    wheels = glob.glob(os.path.join(dl, SKIMAGE_GLOB))
+def wheel_path(dl, requirement, pattern):
+    wheels = glob.glob(os.path.join(dl, pattern))
     if not wheels:
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "-d", dl, SKIMAGE], cwd=dl)
-        wheels = glob.glob(os.path.join(dl, SKIMAGE_GLOB))
+             "-d", dl, requirement], cwd=dl)
+        wheels = glob.glob(os.path.join(dl, pattern))
+    if not wheels:
+        raise SystemExit("no wheel matching %s in %s" % (pattern, dl))
+    return sorted(wheels)[0]
+
+
+def encode(raw, action):
+    if action[0] == "copy":
+        return raw
+    im = Image.open(io.BytesIO(raw)).convert("RGB")
+    if len(action) > 2:
+        short = action[2]
+        w, h = im.size
+        if w <= h:
+            size = (short, (h * short + w // 2) // w)
+        else:
+            size = ((w * short + h // 2) // h, short)
+        im = im.resize(size, Image.LANCZOS, reducing_gap=None)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=action[1], subsampling="4:2:0", optimize=False,
+            progressive=False)
+    return buf.getvalue()
+
+
+def fetch_images(dl):
     os.makedirs(IMAGES, exist_ok=True)
     total = 0
-    with zipfile.ZipFile(sorted(wheels)[0]) as z:
-        for src, dst, action in IMAGE_PLAN:
-            raw = z.read("skimage/data/" + src)
-            if action[0] == "copy":
-                data = raw
-            else:
-                im = Image.open(io.BytesIO(raw)).convert("RGB")
-                buf = io.BytesIO()
-                im.save(buf, "JPEG", quality=action[1], subsampling="4:2:0", optimize=False,
-                        progressive=False)
-                data = buf.getvalue()
+    zips = {}
+    try:
+        for req, pattern, member, dst, action in IMAGE_PLAN:
+            if pattern not in zips:
+                zips[pattern] = zipfile.ZipFile(wheel_path(dl, req, pattern))
+            raw = zips[pattern].read(member)
+            got = hashlib.sha256(raw).hexdigest()
+            if got != SOURCE_SHA256[member]:
+                raise SystemExit("%s: sha256 %s, expected %s" % (member, got,
+                                                                  SOURCE_SHA256[member]))
+            data = encode(raw, action)
             write_atomic(os.path.join(IMAGES, dst), data)
             total += len(data)
             w, h = Image.open(io.BytesIO(data)).size
             print("%-22s %8d B  %dx%d  sha256 %s" % (dst, len(data), w, h,
                                                      hashlib.sha256(data).hexdigest()))
+    finally:
+        for z in zips.values():
+            z.close()
     print("assets/images total: %d B" % total)
     if total > MAX_IMAGES_BYTES:
         raise SystemExit("assets/images exceeds %d B" % MAX_IMAGES_BYTES)
@@ -133,16 +210,22 @@ def fetch_images(dl):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--download-dir", help="download cache (default: a temp dir)")
+    ap.add_argument("--only", choices=("labels", "images"),
+                    help="fetch only the label list or only the photos (default: both)")
     args = ap.parse_args()
+
+    def fetch(dl):
+        if args.only in (None, "labels"):
+            fetch_labels(dl)
+        if args.only in (None, "images"):
+            fetch_images(dl)
+
     if args.download_dir:
         os.makedirs(args.download_dir, exist_ok=True)
-        dl = os.path.abspath(args.download_dir)
-        fetch_labels(dl)
-        fetch_images(dl)
+        fetch(os.path.abspath(args.download_dir))
     else:
         with tempfile.TemporaryDirectory() as dl:
-            fetch_labels(dl)
-            fetch_images(dl)
+            fetch(dl)
 
 
 if __name__ == "__main__":

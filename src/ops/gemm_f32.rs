@@ -144,7 +144,12 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, g: &GemmF32<'_>) -> Result<()> {
     enc.dispatch(
         gpu,
         Kernel::GemmF32,
-        &[x.bind(), weights.w.bind(), weights.bias.bind(), g.out.bind()],
+        &[
+            x.bind(),
+            weights.w.bind(),
+            weights.bias.bind(),
+            g.out.bind(),
+        ],
         &params,
         groups,
     )

@@ -49,7 +49,8 @@ pub fn depthwise_f32(
                             if ix < 0 || ix >= shape.w as isize {
                                 continue;
                             }
-                            let xv = x[((b * shape.h + iy as usize) * shape.w + ix as usize) * c + ch];
+                            let xv =
+                                x[((b * shape.h + iy as usize) * shape.w + ix as usize) * c + ch];
                             acc += xv as f64 * w[(ch * kh + ky) * kw + kx] as f64;
                         }
                     }

@@ -1,0 +1,21 @@
+//! Models: float graphs and their CPU forward pass, model-specific builders and the safetensors
+//! reading they share.
+//!
+//! - [`float`]: the float32 graph (`FloatModel`, NHWC tensors, OHWI weights, BN folded) and its
+//!   CPU forward (im2col + threaded sgemm, direct depthwise); the yardstick and calibration source
+//!   for quantized models; [`float_cpu`]: its kernels (checked sgemm wrapper, im2col conv,
+//!   depthwise).
+//! - [`efficientnet`]: EfficientNet-Lite0 from `assets/models/efficientnet_lite0.f32.safetensors`,
+//!   and its input normalization.
+//! - [`int`]: the integer F8Net graph; [`file`]: its safetensors file; [`run_cpu`]: its CPU
+//!   reference executor.
+//! - [`st`]: reading f32 tensors from safetensors files with file-level errors.
+
+pub mod efficientnet;
+pub mod file;
+pub mod float;
+pub mod float_cpu;
+pub mod int;
+pub mod run_cpu;
+pub mod run_gpu;
+pub mod st;

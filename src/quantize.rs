@@ -1,0 +1,386 @@
+//! `f8net quantize`: a float model (BN already folded into the effective weights) becomes an
+//! F8Net integer model (F8NET.md §2–§4):
+//!
+//! - every tensor gets a *scale* `s` (1, or PACT's `2^8·α/255` on ReLU6 outputs with α = 6, §4.1):
+//!   integer tensors hold `real / s`, so `W̃ = W · s_in / s_out` and `b̃ = b / s_out` carry the
+//!   non-power-of-two factors inside the int8 weights and int32 biases;
+//! - activation formats come from calibration inputs: signed unless the producer ends in a ReLU,
+//!   FL by min-RMSE grid search or the σ rule (§3.2; here σ of the post-activation tensor);
+//! - weight FL per layer (σ rule or grid search, 0..=7) or per output channel (grid search,
+//!   0..=15 for the tiny folded weights of pretrained depthwise nets); still one shift per channel;
+//! - tensors that feed a residual add, a pool's sum or the logits stay int32 (FL of their
+//!   consumer's 8-bit format + 8); 8-bit consumers of int32 tensors get a `Requantize` node;
+//! - the global average pool is a sum with `FL += round(log2(h·w))`; its `2^shift/(h·w)` factor
+//!   goes into the scale, hence into the next layer's weights (§2.9);
+//! - optional bias correction: per output channel, the mean difference between the float and
+//!   the integer pre-activation outputs on the calibration inputs is folded into the int32 bias.
+
+use crate::error::{Error, Result};
+use crate::fixed::{saturate_i32, FlRange, Format, Signedness};
+use crate::fraclen::{fl_from_std, fl_grid_search, unbiased_std};
+use crate::model::float::{Activation, ConvKind, FloatConv, FloatModel, FloatNode};
+use crate::model::int::{IntLayer, IntModel, IntNode, TensorType};
+use crate::model::run_cpu;
+use crate::reference::{pool::avgpool_shift, residual, EpilogueSpec, OutputKind};
+
+/// How weight fractional lengths are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFl {
+    /// The paper's rule: one FL per layer from σ of the effective weight (0..=7).
+    PerLayerStd,
+    /// One FL per layer by min-RMSE grid search (0..=7).
+    PerLayerGrid,
+    /// One FL per output channel by grid search over 0..=15 (shift-only per channel).
+    PerChannelGrid,
+}
+
+/// How activation fractional lengths are chosen on the calibration inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActFl {
+    Std,
+    Grid,
+}
+
+/// Fixed-point PACT on ReLU6 outputs (α = 6: the uint8 code spans [0, 6]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pact {
+    Off,
+    Relu6,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasCorrection {
+    Off,
+    On,
+}
+
+/// The conversion scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuantizeOptions {
+    pub weight_fl: WeightFl,
+    pub act_fl: ActFl,
+    pub pact: Pact,
+    pub bias_correction: BiasCorrection,
+}
+
+impl QuantizeOptions {
+    /// The built-in model's scheme (see the README for the measured reasons).
+    pub fn builtin() -> Self {
+        QuantizeOptions {
+            weight_fl: WeightFl::PerChannelGrid,
+            act_fl: ActFl::Grid,
+            pact: Pact::Relu6,
+            bias_correction: BiasCorrection::On,
+        }
+    }
+
+    /// The paper's per-layer σ rule, nothing else.
+    pub fn paper() -> Self {
+        QuantizeOptions {
+            weight_fl: WeightFl::PerLayerStd,
+            act_fl: ActFl::Std,
+            pact: Pact::Off,
+            bias_correction: BiasCorrection::Off,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "weights {:?}, activations {:?}, PACT {:?}, bias correction {:?}",
+            self.weight_fl, self.act_fl, self.pact, self.bias_correction
+        )
+    }
+}
+
+/// At most this many calibration values per tensor go into an FL search (evenly strided).
+const MAX_SAMPLES: usize = 400_000;
+
+fn sample(values: &[f32], scale: f32) -> Vec<f32> {
+    let step = values.len().div_ceil(MAX_SAMPLES).max(1);
+    values.iter().step_by(step).map(|v| v / scale).collect()
+}
+
+fn act_format(values: &[f32], signedness: Signedness, scheme: ActFl) -> Format {
+    let fl = match scheme {
+        ActFl::Grid => fl_grid_search(values, signedness, FlRange::Paper),
+        ActFl::Std => fl_from_std(unbiased_std(values), signedness),
+    };
+    Format { signedness, fl }
+}
+
+/// Quantize one layer's effective weights `[cout][per]`: codes and FL per channel.
+fn quantize_weights(w: &[f32], cout: usize, scheme: WeightFl) -> (Vec<i32>, Vec<i32>) {
+    let per = w.len() / cout.max(1);
+    let fls: Vec<i32> = match scheme {
+        WeightFl::PerChannelGrid => (0..cout)
+            .map(|c| fl_grid_search(&w[c * per..(c + 1) * per], Signedness::Signed, FlRange::Wide))
+            .collect(),
+        WeightFl::PerLayerGrid => {
+            vec![fl_grid_search(w, Signedness::Signed, FlRange::Paper); cout]
+        }
+        WeightFl::PerLayerStd => vec![fl_from_std(unbiased_std(w), Signedness::Signed); cout],
+    };
+    let codes = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| Format { signedness: Signedness::Signed, fl: fls[i / per] }.quantize(v))
+        .collect();
+    (codes, fls)
+}
+
+/// What the converter decided for one float tensor.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Integer values hold `real / scale`.
+    scale: f32,
+    /// The 8-bit format its 8-bit consumers read.
+    fmt8: Format,
+    /// Kept as an int32 stream (residual adds, pool sums, logits).
+    int32: bool,
+}
+
+fn plan_tensors(
+    float: &FloatModel,
+    acts: &[Vec<f32>],
+    input_format: Format,
+    opts: &QuantizeOptions,
+) -> Result<Vec<Plan>> {
+    let shapes = float.tensor_shapes()?;
+    let nt = acts.len();
+    let mut int32 = vec![false; nt];
+    int32[nt - 1] = true;
+    for node in &float.nodes {
+        if let FloatNode::Add { a, b, .. } = node {
+            int32[*a] = true;
+            int32[*b] = true;
+        }
+    }
+    let pact_scale = 256.0 * 6.0 / 255.0;
+    let mut plans = vec![Plan { scale: 1.0, fmt8: input_format, int32: false }];
+    for (i, node) in float.nodes.iter().enumerate() {
+        let out = i + 1;
+        let (scale, act) = match node {
+            FloatNode::Conv { conv, .. } => {
+                let s = if opts.pact == Pact::Relu6 && conv.act == Activation::Relu6 { pact_scale } else { 1.0 };
+                (s, conv.act)
+            }
+            FloatNode::Add { a, b, act } => {
+                if plans[*a].scale != plans[*b].scale {
+                    return Err(Error::range("quantize", format!("residual add of tensors {a} and {b} with different scales")));
+                }
+                int32[out] = true;
+                (plans[*a].scale, *act)
+            }
+            FloatNode::GlobalAvgPool { input } => {
+                let [h, w, _] = shapes[*input];
+                let shift = avgpool_shift(h * w);
+                int32[out] = true;
+                (plans[*input].scale * (shift as f32).exp2() / (h * w) as f32, Activation::None)
+            }
+            FloatNode::Linear { .. } => (1.0, Activation::None),
+        };
+        let signedness = match act {
+            Activation::Relu | Activation::Relu6 => Signedness::Unsigned,
+            Activation::None => Signedness::Signed,
+        };
+        let fmt8 = if scale == pact_scale {
+            Format { signedness: Signedness::Unsigned, fl: 8 }
+        } else {
+            act_format(&sample(&acts[out], scale), signedness, opts.act_fl)
+        };
+        plans.push(Plan { scale, fmt8, int32: int32[out] });
+    }
+    Ok(plans)
+}
+
+/// Integer layer of a conv/linear with effective weights `w` (`[cout][per]`) and bias `b`.
+fn int_layer(name: &str, w: &[f32], b: &[f32], cout: usize, x: Format, out: &Plan, act: Activation, opts: &QuantizeOptions) -> Result<(IntLayer, i32)> {
+    let (codes, fls) = quantize_weights(w, cout, opts.weight_fl);
+    let (output, fl_out) = if out.int32 {
+        (OutputKind::Int32, out.fmt8.fl + 8)
+    } else {
+        (OutputKind::Codes(out.fmt8.signedness), out.fmt8.fl)
+    };
+    let bias = (0..cout)
+        .map(|c| saturate_i32((b[c] as f64 * ((x.fl + fls[c]) as f64).exp2()).round_ties_even() as i64))
+        .collect();
+    let shift: Vec<i32> = fls.iter().map(|fl| x.fl + fl - fl_out).collect();
+    if let Some(s) = shift.iter().find(|s| !(-31..=31).contains(*s)) {
+        return Err(Error::range("quantize", format!("{name}: shift {s} out of range")));
+    }
+    let (clamp_lo, clamp_hi) = match act {
+        Activation::None => (-i32::MAX, i32::MAX),
+        Activation::Relu => (0, i32::MAX),
+        Activation::Relu6 => (0, ((6.0 / out.scale as f64) * (fl_out as f64).exp2()).round_ties_even().min(i32::MAX as f64) as i32),
+    };
+    let ep = EpilogueSpec { bias, shift, output, clamp_lo, clamp_hi };
+    Ok((IntLayer { name: name.to_string(), weight: codes, weight_fl: fls, ep }, fl_out))
+}
+
+/// Convert `float` with calibration inputs `calib` (NHWC floats of `n` images, already
+/// normalized as the float model expects) whose codes are `input_format`.
+pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Format, opts: &QuantizeOptions) -> Result<IntModel> {
+    let acts = float.forward_all(calib, n)?;
+    let plans = plan_tensors(float, &acts, input_format, opts)?;
+    let mut nodes: Vec<IntNode> = Vec::new();
+    // Int tensor holding each float tensor (its native form), and its 8-bit codes when made.
+    let mut native = vec![0usize; acts.len()];
+    let mut codes: Vec<Option<usize>> = vec![None; acts.len()];
+    codes[0] = Some(0);
+    // The int tensor with the 8-bit codes of float tensor `t`, adding a Requantize if needed.
+    let ensure_codes = |t: usize, nodes: &mut Vec<IntNode>, codes: &mut [Option<usize>], native: &[usize]| -> usize {
+        if let Some(j) = codes[t] {
+            return j;
+        }
+        nodes.push(IntNode::Requantize { input: native[t], out: plans[t].fmt8, clamp_lo: -i32::MAX, clamp_hi: i32::MAX });
+        codes[t] = Some(nodes.len());
+        nodes.len()
+    };
+    for (i, node) in float.nodes.iter().enumerate() {
+        let out = i + 1;
+        let p = plans[out];
+        let new = match node {
+            FloatNode::Conv { input, conv } => {
+                let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
+                let ratio = plans[*input].scale / p.scale;
+                let w: Vec<f32> = conv.weight.iter().map(|v| v * ratio).collect();
+                let b: Vec<f32> = conv.bias.iter().map(|v| v / p.scale).collect();
+                let (layer, _) = int_layer(&conv.name, &w, &b, conv.cout, plans[*input].fmt8, &p, conv.act, opts)?;
+                IntNode::Conv { input: x, kind: conv.kind, cout: conv.cout, cin: conv.cin, window: conv.window, layer }
+            }
+            FloatNode::Linear { input, name, n: classes, k, weight, bias } => {
+                let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
+                let ratio = plans[*input].scale / p.scale;
+                let w: Vec<f32> = weight.iter().map(|v| v * ratio).collect();
+                let b: Vec<f32> = bias.iter().map(|v| v / p.scale).collect();
+                let (layer, _) = int_layer(name, &w, &b, *classes, plans[*input].fmt8, &p, Activation::None, opts)?;
+                IntNode::Linear { input: x, n: *classes, k: *k, layer }
+            }
+            FloatNode::Add { a, b, act } => {
+                let act = match act {
+                    Activation::None => residual::Activation::Identity,
+                    Activation::Relu => residual::Activation::Relu,
+                    Activation::Relu6 => return Err(Error::range("quantize", "ReLU6 after a residual add is not supported")),
+                };
+                IntNode::Add { a: native[*a], b: native[*b], act }
+            }
+            FloatNode::GlobalAvgPool { input } => {
+                let [h, w, _] = float.tensor_shapes()?[*input];
+                IntNode::GlobalAvgPool { input: native[*input], shift: avgpool_shift(h * w) }
+            }
+        };
+        nodes.push(new);
+        native[out] = nodes.len();
+        if !p.int32 {
+            codes[out] = Some(nodes.len());
+        }
+    }
+    let (h, w) = float.input_hw;
+    let mut model = IntModel {
+        name: format!("{}-f8", float.name),
+        input_hw: (h, w),
+        input_c: float.input_c,
+        input_format,
+        nodes,
+        notes: format!("quantized from {} with {} on {n} calibration inputs", float.name, opts.describe()),
+    };
+    model.infer_tensors()?;
+    if opts.bias_correction == BiasCorrection::On {
+        correct_biases(&mut model, float, &acts, &plans, &native, n)?;
+    }
+    Ok(model)
+}
+
+/// Bias correction, layer by layer in graph order: for each conv/linear, the integer model's
+/// pre-activation output (from the already corrected earlier layers) is compared with the float
+/// layer applied to the float input; the per-channel mean difference goes into the int32 bias.
+fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], plans: &[Plan], native: &[usize], n: usize) -> Result<()> {
+    let info = model.infer_tensors()?;
+    let shapes = float.tensor_shapes()?;
+    // Which float node produced each int node (for conv/linear only).
+    let mut source = vec![None; model.nodes.len()];
+    for (i, _) in float.nodes.iter().enumerate() {
+        source[native[i + 1] - 1] = Some(i);
+    }
+    let input_codes: Vec<i32> = acts[0].iter().map(|&v| model.input_format.quantize(v)).collect();
+    let mut t: Vec<Vec<i32>> = vec![input_codes];
+    for j in 0..model.nodes.len() {
+        if let Some(fi) = source[j] {
+            let fnode = &float.nodes[fi];
+            let out_plan = plans[fi + 1];
+            let (finput, fconv) = match fnode {
+                FloatNode::Conv { input, conv } => (*input, conv.clone()),
+                FloatNode::Linear { input, name, n: classes, k, weight, bias } => {
+                    let c = FloatConv {
+                        name: name.clone(),
+                        kind: ConvKind::Dense,
+                        cout: *classes,
+                        cin: *k,
+                        kh: 1,
+                        kw: 1,
+                        window: crate::reference::Window::symmetric(1, 1, 0),
+                        weight: weight.clone(),
+                        bias: bias.clone(),
+                        act: Activation::None,
+                    };
+                    (*input, c)
+                }
+                _ => {
+                    t.push(run_cpu::run_node(model, &info, j, &t, n)?);
+                    continue;
+                }
+            };
+            // Float pre-activation output in the output's integer units (real / scale).
+            let [h, w, c] = shapes[finput];
+            let pre = FloatModel {
+                name: "layer".into(),
+                input_hw: (h, w),
+                input_c: c,
+                nodes: vec![FloatNode::Conv { input: 0, conv: FloatConv { act: Activation::None, ..fconv } }],
+            };
+            let want = pre.forward(&acts[finput], n)?;
+            // Integer pre-activation: the same layer with an int32 output and no clamp.
+            let mut probe = model.clone();
+            let probe_fl = match &mut probe.nodes[j] {
+                IntNode::Conv { layer, .. } | IntNode::Linear { layer, .. } => {
+                    let x_fl = input_fl(&info, &model.nodes[j]);
+                    let fl_out = 16;
+                    layer.ep.output = OutputKind::Int32;
+                    layer.ep.clamp_lo = -i32::MAX;
+                    layer.ep.clamp_hi = i32::MAX;
+                    layer.ep.shift = layer.weight_fl.iter().map(|f| x_fl + f - fl_out).collect();
+                    fl_out
+                }
+                _ => 0,
+            };
+            // run_node reads only the input's info, which the probe leaves unchanged.
+            let got = run_cpu::run_node(&probe, &info, j, &t, n)?;
+            let cout = info[j + 1].c;
+            let mut diff = vec![0f64; cout];
+            let per = want.len() / cout;
+            for (i, (&g, &f)) in got.iter().zip(&want).enumerate() {
+                diff[i % cout] += f as f64 / out_plan.scale as f64 - g as f64 / (probe_fl as f64).exp2();
+            }
+            if let IntNode::Conv { layer, .. } | IntNode::Linear { layer, .. } = &mut model.nodes[j] {
+                let x_fl = input_fl(&info, &probe.nodes[j]);
+                for (c, d) in diff.iter().enumerate() {
+                    let delta = d / per as f64 * ((x_fl + layer.weight_fl[c]) as f64).exp2();
+                    layer.ep.bias[c] = saturate_i32(layer.ep.bias[c] as i64 + delta.round_ties_even() as i64);
+                }
+            }
+        }
+        t.push(run_cpu::run_node(model, &info, j, &t, n)?);
+    }
+    Ok(())
+}
+
+fn input_fl(info: &[crate::model::int::TensorInfo], node: &IntNode) -> i32 {
+    let input = match node {
+        IntNode::Conv { input, .. } | IntNode::Linear { input, .. } => *input,
+        _ => return 0,
+    };
+    match info[input].ty {
+        TensorType::Codes(f) => f.fl,
+        TensorType::Int32 { fl } => fl,
+    }
+}
