@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "grid")]
         act_fl: FlRule,
         /// Fixed-point PACT with α = 6 on ReLU6 outputs.
-        #[arg(long, value_enum, default_value = "on")]
+        #[arg(long, value_enum, default_value = "off")]
         pact: OnOff,
         #[arg(long, value_enum, default_value = "on")]
         bias_correction: OnOff,
@@ -289,10 +289,12 @@ fn infer(inputs: &[PathBuf], model: &Option<PathBuf>, top: usize, json: bool, cp
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {} images could not be read", files.len());
+    match failed {
+        0 => Ok(()),
+        // The one input's own error line was already printed.
+        _ if files.len() == 1 => std::process::exit(1),
+        _ => bail!("{failed} of {} images could not be read", files.len()),
     }
-    Ok(())
 }
 
 fn progress(len: usize, what: &str) -> indicatif::ProgressBar {

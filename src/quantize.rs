@@ -69,7 +69,7 @@ impl QuantizeOptions {
         QuantizeOptions {
             weight_fl: WeightFl::PerChannelGrid,
             act_fl: ActFl::Grid,
-            pact: Pact::Relu6,
+            pact: Pact::Off,
             bias_correction: BiasCorrection::On,
         }
     }
@@ -193,9 +193,19 @@ fn plan_tensors(
     Ok(plans)
 }
 
-/// Integer layer of a conv/linear with effective weights `w` (`[cout][per]`) and bias `b`.
-fn int_layer(name: &str, w: &[f32], b: &[f32], cout: usize, x: Format, out: &Plan, act: Activation, opts: &QuantizeOptions) -> Result<(IntLayer, i32)> {
-    let (codes, fls) = quantize_weights(w, cout, opts.weight_fl);
+/// A conv/linear layer's effective weights (`[cout][per]`, already scaled) and bias.
+struct Effective<'a> {
+    name: &'a str,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    cout: usize,
+    act: Activation,
+}
+
+/// Integer layer reading codes in format `x` and writing tensor `out`.
+fn int_layer(e: &Effective, x: Format, out: &Plan, opts: &QuantizeOptions) -> Result<IntLayer> {
+    let (name, b, cout, act) = (e.name, &e.b, e.cout, e.act);
+    let (codes, fls) = quantize_weights(&e.w, cout, opts.weight_fl);
     let (output, fl_out) = if out.int32 {
         (OutputKind::Int32, out.fmt8.fl + 8)
     } else {
@@ -214,7 +224,7 @@ fn int_layer(name: &str, w: &[f32], b: &[f32], cout: usize, x: Format, out: &Pla
         Activation::Relu6 => (0, ((6.0 / out.scale as f64) * (fl_out as f64).exp2()).round_ties_even().min(i32::MAX as f64) as i32),
     };
     let ep = EpilogueSpec { bias, shift, output, clamp_lo, clamp_hi };
-    Ok((IntLayer { name: name.to_string(), weight: codes, weight_fl: fls, ep }, fl_out))
+    Ok(IntLayer { name: name.to_string(), weight: codes, weight_fl: fls, ep })
 }
 
 /// Convert `float` with calibration inputs `calib` (NHWC floats of `n` images, already
@@ -243,17 +253,27 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
             FloatNode::Conv { input, conv } => {
                 let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
                 let ratio = plans[*input].scale / p.scale;
-                let w: Vec<f32> = conv.weight.iter().map(|v| v * ratio).collect();
-                let b: Vec<f32> = conv.bias.iter().map(|v| v / p.scale).collect();
-                let (layer, _) = int_layer(&conv.name, &w, &b, conv.cout, plans[*input].fmt8, &p, conv.act, opts)?;
+                let e = Effective {
+                    name: &conv.name,
+                    w: conv.weight.iter().map(|v| v * ratio).collect(),
+                    b: conv.bias.iter().map(|v| v / p.scale).collect(),
+                    cout: conv.cout,
+                    act: conv.act,
+                };
+                let layer = int_layer(&e, plans[*input].fmt8, &p, opts)?;
                 IntNode::Conv { input: x, kind: conv.kind, cout: conv.cout, cin: conv.cin, window: conv.window, layer }
             }
             FloatNode::Linear { input, name, n: classes, k, weight, bias } => {
                 let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
                 let ratio = plans[*input].scale / p.scale;
-                let w: Vec<f32> = weight.iter().map(|v| v * ratio).collect();
-                let b: Vec<f32> = bias.iter().map(|v| v / p.scale).collect();
-                let (layer, _) = int_layer(name, &w, &b, *classes, plans[*input].fmt8, &p, Activation::None, opts)?;
+                let e = Effective {
+                    name,
+                    w: weight.iter().map(|v| v * ratio).collect(),
+                    b: bias.iter().map(|v| v / p.scale).collect(),
+                    cout: *classes,
+                    act: Activation::None,
+                };
+                let layer = int_layer(&e, plans[*input].fmt8, &p, opts)?;
                 IntNode::Linear { input: x, n: *classes, k: *k, layer }
             }
             FloatNode::Add { a, b, act } => {

@@ -1,8 +1,11 @@
 //! The single integration-test binary: every test module is listed here.
 
+mod cli;
 mod common;
 mod fixed_point;
 mod fraclen;
 mod kernels;
+mod model_int;
 mod model_float;
+mod quantize;
 mod shaders;

@@ -16,7 +16,7 @@ use crate::reference::Window;
 use std::path::Path;
 
 /// Image side the network was trained at.
-pub const INPUT_SIZE: usize = 224;
+pub const INPUT_SIZE: usize = crate::preprocess::INPUT_SIZE;
 /// Number of ImageNet classes (logits).
 pub const NUM_CLASSES: usize = 1000;
 /// BatchNorm epsilon of the original model.

@@ -123,10 +123,15 @@ impl FloatModel {
     pub fn tensor_shapes(&self) -> Result<Vec<Hwc>> {
         let (h, w) = self.input_hw;
         let mut shapes = vec![[h, w, self.input_c]];
-        if self.nodes.is_empty() {
+        if self.nodes.is_empty() || shapes[0].contains(&0) {
             return Err(Error::shape(
                 OP,
-                format!("model {} has no nodes", self.name),
+                format!(
+                    "model {}: {} nodes, input {:?}",
+                    self.name,
+                    self.nodes.len(),
+                    shapes[0]
+                ),
             ));
         }
         for (i, node) in self.nodes.iter().enumerate() {
@@ -195,7 +200,7 @@ impl FloatModel {
     fn run(&self, x: &[f32], n: usize, keep_all: bool) -> Result<Vec<Vec<f32>>> {
         let shapes = self.tensor_shapes()?;
         let [h, w, c] = shapes[0];
-        if n == 0 || x.len() != n * h * w * c {
+        if n == 0 || Some(x.len()) != n.checked_mul(h * w * c) {
             return Err(Error::shape(
                 OP,
                 format!(

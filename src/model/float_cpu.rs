@@ -338,3 +338,162 @@ pub(crate) fn global_avg_pool(x: &[f32], [h, w, c]: Hwc) -> Vec<f32> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::float::{Activation, ConvKind};
+
+    /// Deterministic values in about −1..1.
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Plain nested loops in f64: x NHWC, weights OHWI (dense) or [c][kh][kw] (depthwise).
+    fn naive(x: &[f32], n: usize, [h, w, cin]: Hwc, conv: &FloatConv) -> Result<Vec<f32>> {
+        let win = &conv.window;
+        let (oh, ow) = win.out_hw("naive", h, w)?;
+        let (k2, mut out) = (win.kh * win.kw, Vec::new());
+        for b in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..conv.cout {
+                        let mut acc = conv.bias[o] as f64;
+                        for ky in 0..win.kh {
+                            for kx in 0..win.kw {
+                                let iy = (oy * win.stride_h + ky) as isize - win.pad_top as isize;
+                                let ix = (ox * win.stride_w + kx) as isize - win.pad_left as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let px = ((b * h + iy as usize) * w + ix as usize) * cin;
+                                let t = ky * win.kw + kx;
+                                let (xs, ws) = match conv.kind {
+                                    ConvKind::Dense => (px..px + cin, (o * k2 + t) * cin),
+                                    ConvKind::Depthwise => (px + o..px + o + 1, o * k2 + t),
+                                };
+                                for (xv, wv) in x[xs].iter().zip(&conv.weight[ws..]) {
+                                    acc += *xv as f64 * *wv as f64;
+                                }
+                            }
+                        }
+                        out.push(conv.act.apply(acc as f32));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn check(kind: ConvKind, k: usize, stride: usize, hw: (usize, usize), c: (usize, usize)) {
+        let (h, w, n) = (hw.0, hw.1, 2);
+        let (cin, cout) = c;
+        let per_out = if kind == ConvKind::Dense {
+            k * k * cin
+        } else {
+            k * k
+        };
+        let window = Window::same(k, stride, h, w);
+        let conv = FloatConv {
+            name: "t".into(),
+            kind,
+            cout,
+            cin,
+            kh: k,
+            kw: k,
+            window,
+            weight: values(cout * per_out, 1),
+            bias: values(cout, 2),
+            act: Activation::Relu6,
+        };
+        let x = values(n * h * w * cin, 3);
+        let Ok(want) = naive(&x, n, [h, w, cin], &conv) else {
+            unreachable!("window does not fit")
+        };
+        let Ok((oh, ow)) = window.out_hw("t", h, w) else {
+            unreachable!("window does not fit")
+        };
+        let dims = ([h, w, cin], [oh, ow, cout]);
+        let mut variants = vec![match kind {
+            ConvKind::Dense => conv_dense(&x, n, dims.0, dims.1, &conv).unwrap_or_default(),
+            ConvKind::Depthwise => conv_depthwise(&x, n, dims.0, dims.1, &conv),
+        }];
+        if kind == ConvKind::Depthwise {
+            // The portable path too, whatever the CPU.
+            let wt = (0..k * k * cin)
+                .map(|i| conv.weight[i % cin * k * k + i / cin])
+                .collect();
+            let (x, win) = (&x, window);
+            let job = Depthwise {
+                x,
+                in_hwc: dims.0,
+                out_hw: (oh, ow),
+                win,
+                wt,
+                conv: &conv,
+            };
+            let mut plain = vec![0.0f32; n * oh * ow * cout];
+            job.rows_plain(0, &mut plain);
+            variants.push(plain);
+        }
+        let tol = 1e-5 * (1.0 + per_out as f32).sqrt();
+        for got in variants {
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{kind:?} k{k} s{stride} {hw:?} {c:?}"
+            );
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - r).abs() <= tol,
+                    "{kind:?} k{k} s{stride} {hw:?} {c:?} [{i}]: {g}, {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_naive() {
+        // Channel counts hitting the 32-block, the 8-block and the scalar tail.
+        for (k, s, hw, c) in [
+            (3, 1, (7, 9), 37),
+            (5, 2, (11, 8), 48),
+            (3, 2, (4, 4), 5),
+            (5, 1, (3, 2), 64),
+        ] {
+            check(ConvKind::Depthwise, k, s, hw, (c, c));
+        }
+    }
+
+    #[test]
+    fn dense_conv_matches_naive() {
+        for (k, s, hw, c) in [
+            (3, 2, (9, 7), (3, 8)),
+            (1, 1, (5, 5), (16, 7)),
+            (1, 2, (6, 5), (4, 4)),
+            (5, 1, (4, 6), (5, 3)),
+        ] {
+            check(ConvKind::Dense, k, s, hw, c);
+        }
+    }
+
+    #[test]
+    fn sgemm_checks_bounds() {
+        let (a, b) = (vec![1.0f32; 6], vec![1.0f32; 6]);
+        let mut c = vec![0.0f32; 4];
+        assert!(sgemm(2, 3, 2, &a, (3, 1), &b, (2, 1), 0.0, &mut c).is_ok());
+        assert_eq!(c, vec![3.0; 4]);
+        assert!(sgemm(2, 4, 2, &a, (3, 1), &b, (2, 1), 0.0, &mut c).is_err());
+        assert!(sgemm(2, 3, 2, &a, (4, 1), &b, (2, 1), 0.0, &mut c).is_err());
+        assert!(sgemm(2, 3, 2, &a, (3, 1), &b, (2, 1), 0.0, &mut c[..3]).is_err());
+        assert!(sgemm(2, 3, 2, &a, (usize::MAX, 1), &b, (2, 1), 0.0, &mut c).is_err());
+    }
+}

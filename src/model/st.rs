@@ -18,7 +18,8 @@ pub type F32Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 pub fn read_f32(path: impl AsRef<Path>) -> Result<F32Tensors> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::file(&shown, format!("cannot read: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::file(&shown, format!("cannot read: {e}")))?;
     parse_f32(&bytes).map_err(|msg| Error::file(&shown, msg))
 }
 

@@ -57,7 +57,13 @@ pub struct DepthwiseWeights {
 
 impl DepthwiseWeights {
     /// `codes`: int8 codes (−127..=127) in PyTorch order `[c][kh][kw]`.
-    pub fn upload(gpu: &Gpu, codes: &[i32], c: usize, kh: usize, kw: usize) -> Result<DepthwiseWeights> {
+    pub fn upload(
+        gpu: &Gpu,
+        codes: &[i32],
+        c: usize,
+        kh: usize,
+        kw: usize,
+    ) -> Result<DepthwiseWeights> {
         if codes.len() != c * kh * kw || c == 0 || kh == 0 || kw == 0 {
             return Err(Error::shape(
                 "depthwise weights",
@@ -65,12 +71,17 @@ impl DepthwiseWeights {
             ));
         }
         if let Some(bad) = codes.iter().find(|&&q| !(-127..=127).contains(&q)) {
-            return Err(Error::range("depthwise weights", format!("weight code {bad} outside -127..=127")));
+            return Err(Error::range(
+                "depthwise weights",
+                format!("weight code {bad} outside -127..=127"),
+            ));
         }
         check_reduction("depthwise weights", kh * kw)?;
         // Transpose to [kh·kw][c] (channel-last), then pack four channels per word.
         let taps = kh * kw;
-        let hwc: Vec<i32> = (0..taps * c).map(|i| codes[(i % c) * taps + i / c]).collect();
+        let hwc: Vec<i32> = (0..taps * c)
+            .map(|i| codes[(i % c) * taps + i / c])
+            .collect();
         Ok(DepthwiseWeights {
             c,
             kh,
@@ -95,7 +106,9 @@ pub struct Depthwise<'a> {
 impl Depthwise<'_> {
     /// The output shape `[n, oh, ow, c]`.
     pub fn out_shape(&self) -> Result<Shape> {
-        let (oh, ow) = self.window.out_hw("depthwise", self.shape.h, self.shape.w)?;
+        let (oh, ow) = self
+            .window
+            .out_hw("depthwise", self.shape.h, self.shape.w)?;
         Ok(Shape::new(self.shape.n, oh, ow, self.shape.c))
     }
 }
@@ -123,20 +136,33 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, d: &Depthwise<'_>) -> Result<()> {
     if (wts.kh, wts.kw) != (win.kh, win.kw) || wts.c != s.c {
         return Err(Error::shape(
             "depthwise",
-            format!("weights [{}, {}, {}] for input {s} and a {}x{} window", wts.c, wts.kh, wts.kw, win.kh, win.kw),
+            format!(
+                "weights [{}, {}, {}] for input {s} and a {}x{} window",
+                wts.c, wts.kh, wts.kw, win.kh, win.kw
+            ),
         ));
     }
     if d.x.len() != s.pixels() * s.c4() {
         return Err(Error::shape(
             "depthwise",
-            format!("x has {} words, expected {} for {s}", d.x.len(), s.pixels() * s.c4()),
+            format!(
+                "x has {} words, expected {} for {s}",
+                d.x.len(),
+                s.pixels() * s.c4()
+            ),
         ));
     }
     if ep.n != s.c {
-        return Err(Error::shape("depthwise", format!("epilogue for {} channels, input has {}", ep.n, s.c)));
+        return Err(Error::shape(
+            "depthwise",
+            format!("epilogue for {} channels, input has {}", ep.n, s.c),
+        ));
     }
     if ep.clamp_lo > ep.clamp_hi {
-        return Err(Error::range("depthwise", format!("clamp {}..{} is empty", ep.clamp_lo, ep.clamp_hi)));
+        return Err(Error::range(
+            "depthwise",
+            format!("clamp {}..{} is empty", ep.clamp_lo, ep.clamp_hi),
+        ));
     }
     let out_bind = d.out.check("depthwise", ep.output, o.pixels(), o.c)?;
     let (tile_h, tile_w) = tile_hw(&win)?;
@@ -171,7 +197,13 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, d: &Depthwise<'_>) -> Result<()> {
     enc.dispatch(
         gpu,
         Kernel::Depthwise,
-        &[d.x.bind(), wts.w.bind(), ep.bias.bind(), ep.shift.bind(), out_bind],
+        &[
+            d.x.bind(),
+            wts.w.bind(),
+            ep.bias.bind(),
+            ep.shift.bind(),
+            out_bind,
+        ],
         &params,
         groups,
     )

@@ -47,7 +47,10 @@ const GCW: usize = 8;
 
 fn check_len(op: &'static str, what: &str, len: usize, want: usize, shape: Shape) -> Result<()> {
     if len != want {
-        return Err(Error::shape(op, format!("{what} has {len} elements, expected {want} for {shape}")));
+        return Err(Error::shape(
+            op,
+            format!("{what} has {len} elements, expected {want} for {shape}"),
+        ));
     }
     Ok(())
 }
@@ -74,7 +77,10 @@ pub fn record_max_pool(gpu: &Gpu, enc: &mut Encoder, m: &MaxPool<'_>) -> Result<
     if out.shape != o || out.format != x.format {
         return Err(Error::shape(
             "max_pool",
-            format!("output {} {:?}, expected {o} {:?} for input {s}", out.shape, out.format, x.format),
+            format!(
+                "output {} {:?}, expected {o} {:?} for input {s}",
+                out.shape, out.format, x.format
+            ),
         ));
     }
     check_len("max_pool", "x", x.data.len(), s.pixels() * s.c4(), s)?;
@@ -102,7 +108,13 @@ pub fn record_max_pool(gpu: &Gpu, enc: &mut Encoder, m: &MaxPool<'_>) -> Result<
     };
     let groups = grid_1d(total.div_ceil(WG) as u32, gpu.max_workgroups_per_dim());
     let groups = if total == 0 { [0, 0, 0] } else { groups };
-    enc.dispatch(gpu, Kernel::MaxPool, &[x.data.bind(), out.data.bind()], &params, groups)
+    enc.dispatch(
+        gpu,
+        Kernel::MaxPool,
+        &[x.data.bind(), out.data.bind()],
+        &params,
+        groups,
+    )
 }
 
 /// The input of a global average pool: packed codes or an int32 stream, with its FL.
@@ -137,33 +149,58 @@ pub struct GlobalAvgPool<'a> {
 /// The output shape `[n, 1, 1, c]` and FL of a global average pool of `x`.
 pub fn global_avg_pool_out(x: &PoolInput<'_>) -> (Shape, i32) {
     let s = x.shape();
-    (Shape::new(s.n, 1, 1, s.c), x.fl() + avgpool_shift(s.h * s.w))
+    (
+        Shape::new(s.n, 1, 1, s.c),
+        x.fl() + avgpool_shift(s.h * s.w),
+    )
 }
 
 /// Record one global average pool into `enc`.
 pub fn record_global_avg_pool(gpu: &Gpu, enc: &mut Encoder, g: &GlobalAvgPool<'_>) -> Result<()> {
     let s = g.x.shape();
     if s.h * s.w == 0 {
-        return Err(Error::shape("global_avg_pool", format!("empty spatial extent in {s}")));
+        return Err(Error::shape(
+            "global_avg_pool",
+            format!("empty spatial extent in {s}"),
+        ));
     }
     let (o, fl) = global_avg_pool_out(&g.x);
     if g.out.shape != o || g.out.fl != fl {
         return Err(Error::shape(
             "global_avg_pool",
-            format!("output {} at FL {}, expected {o} at FL {fl} for input {s}", g.out.shape, g.out.fl),
+            format!(
+                "output {} at FL {}, expected {o} at FL {fl} for input {s}",
+                g.out.shape, g.out.fl
+            ),
         ));
     }
     let (bind, in_mode, x_signed): (Bind<'_>, u32, u32) = match g.x {
         PoolInput::Codes(t) => {
             check_len("global_avg_pool", "x", t.data.len(), s.pixels() * s.c4(), s)?;
-            (t.data.bind(), 0, (t.format.signedness == Signedness::Signed) as u32)
+            (
+                t.data.bind(),
+                0,
+                (t.format.signedness == Signedness::Signed) as u32,
+            )
         }
         PoolInput::Int32(t) => {
-            check_len("global_avg_pool", "x", t.data.len(), s.pixels() * s.c_padded(), s)?;
+            check_len(
+                "global_avg_pool",
+                "x",
+                t.data.len(),
+                s.pixels() * s.c_padded(),
+                s,
+            )?;
             (t.data.bind(), 1, 0)
         }
     };
-    check_len("global_avg_pool", "out", g.out.data.len(), o.pixels() * o.c_padded(), o)?;
+    check_len(
+        "global_avg_pool",
+        "out",
+        g.out.data.len(),
+        o.pixels() * o.c_padded(),
+        o,
+    )?;
     let params = PoolParams {
         n: s.n as u32,
         h: s.h as u32,
@@ -175,5 +212,11 @@ pub fn record_global_avg_pool(gpu: &Gpu, enc: &mut Encoder, g: &GlobalAvgPool<'_
         ..PoolParams::default()
     };
     let groups = [s.c4().div_ceil(GCW) as u32, s.n as u32, 1];
-    enc.dispatch(gpu, Kernel::GlobalAvgPool, &[bind, g.out.data.bind()], &params, groups)
+    enc.dispatch(
+        gpu,
+        Kernel::GlobalAvgPool,
+        &[bind, g.out.data.bind()],
+        &params,
+        groups,
+    )
 }

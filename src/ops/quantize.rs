@@ -48,7 +48,15 @@ pub struct Requantize<'a> {
     pub out: &'a GpuQTensor,
 }
 
-fn check_shapes(op: &'static str, x: Shape, x_len: usize, x_per: usize, out: Shape, out_len: usize, out_per: usize) -> Result<()> {
+fn check_shapes(
+    op: &'static str,
+    x: Shape,
+    x_len: usize,
+    x_per: usize,
+    out: Shape,
+    out_len: usize,
+    out_per: usize,
+) -> Result<()> {
     if x != out {
         return Err(Error::shape(op, format!("input is {x}, output is {out}")));
     }
@@ -78,11 +86,20 @@ fn params(s: Shape, format: Format, scale: f32) -> QuantizeParams {
     }
 }
 
-fn dispatch(gpu: &Gpu, enc: &mut Encoder, kernel: Kernel, binds: &[Bind<'_>], p: &QuantizeParams) -> Result<()> {
+fn dispatch(
+    gpu: &Gpu,
+    enc: &mut Encoder,
+    kernel: Kernel,
+    binds: &[Bind<'_>],
+    p: &QuantizeParams,
+) -> Result<()> {
     let words = p.words as usize;
     let groups = match words {
         0 => [0, 0, 0],
-        _ => grid_1d(words.div_ceil(WORDS_PER_GROUP) as u32, gpu.max_workgroups_per_dim()),
+        _ => grid_1d(
+            words.div_ceil(WORDS_PER_GROUP) as u32,
+            gpu.max_workgroups_per_dim(),
+        ),
     };
     enc.dispatch(gpu, kernel, binds, p, groups)
 }
@@ -91,25 +108,61 @@ fn dispatch(gpu: &Gpu, enc: &mut Encoder, kernel: Kernel, binds: &[Bind<'_>], p:
 pub fn record_quantize(gpu: &Gpu, enc: &mut Encoder, q: &Quantize<'_>) -> Result<()> {
     let (x, out) = (q.x, q.out);
     check_format("quantize", out.format)?;
-    check_shapes("quantize", x.shape, x.data.len(), x.shape.c_padded(), out.shape, out.data.len(), out.shape.c4())?;
+    check_shapes(
+        "quantize",
+        x.shape,
+        x.data.len(),
+        x.shape.c_padded(),
+        out.shape,
+        out.data.len(),
+        out.shape.c4(),
+    )?;
     let p = params(out.shape, out.format, (out.format.fl as f32).exp2());
-    dispatch(gpu, enc, Kernel::Quantize, &[x.data.bind(), out.data.bind()], &p)
+    dispatch(
+        gpu,
+        enc,
+        Kernel::Quantize,
+        &[x.data.bind(), out.data.bind()],
+        &p,
+    )
 }
 
 /// Record a dequantization into `enc`.
 pub fn record_dequantize(gpu: &Gpu, enc: &mut Encoder, d: &Dequantize<'_>) -> Result<()> {
     let (x, out) = (d.x, d.out);
     check_format("dequantize", x.format)?;
-    check_shapes("dequantize", x.shape, x.data.len(), x.shape.c4(), out.shape, out.data.len(), out.shape.c_padded())?;
+    check_shapes(
+        "dequantize",
+        x.shape,
+        x.data.len(),
+        x.shape.c4(),
+        out.shape,
+        out.data.len(),
+        out.shape.c_padded(),
+    )?;
     let p = params(x.shape, x.format, x.format.step());
-    dispatch(gpu, enc, Kernel::Dequantize, &[x.data.bind(), out.data.bind()], &p)
+    dispatch(
+        gpu,
+        enc,
+        Kernel::Dequantize,
+        &[x.data.bind(), out.data.bind()],
+        &p,
+    )
 }
 
 /// Record a requantization into `enc`.
 pub fn record_requantize(gpu: &Gpu, enc: &mut Encoder, r: &Requantize<'_>) -> Result<()> {
     let (x, out) = (r.x, r.out);
     let shift = requantize_shift("requantize", x.fl, out.format, r.clamp)?;
-    check_shapes("requantize", x.shape, x.data.len(), x.shape.c_padded(), out.shape, out.data.len(), out.shape.c4())?;
+    check_shapes(
+        "requantize",
+        x.shape,
+        x.data.len(),
+        x.shape.c_padded(),
+        out.shape,
+        out.data.len(),
+        out.shape.c4(),
+    )?;
     let (clamp_lo, clamp_hi) = r.clamp.unwrap_or((-i32::MAX, i32::MAX));
     let p = QuantizeParams {
         shift,
@@ -117,5 +170,11 @@ pub fn record_requantize(gpu: &Gpu, enc: &mut Encoder, r: &Requantize<'_>) -> Re
         clamp_hi,
         ..params(out.shape, out.format, 1.0)
     };
-    dispatch(gpu, enc, Kernel::Requantize, &[x.data.bind(), out.data.bind()], &p)
+    dispatch(
+        gpu,
+        enc,
+        Kernel::Requantize,
+        &[x.data.bind(), out.data.bind()],
+        &p,
+    )
 }

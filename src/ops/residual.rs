@@ -6,8 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, Encoder, Gpu, Kernel};
-pub use crate::reference::residual::Activation;
 use crate::reference::residual::residual_fl;
+pub use crate::reference::residual::Activation;
 use crate::tensor::GpuI32Tensor;
 
 /// Uniforms of residual.wgsl (same field order).
@@ -49,7 +49,10 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, r: &ResidualAdd<'_>) -> Result<()> {
     if out.fl != fl {
         return Err(Error::range(
             "residual_add",
-            format!("output FL {} but max(fl_a = {}, fl_b = {}) is {fl}", out.fl, a.fl, b.fl),
+            format!(
+                "output FL {} but max(fl_a = {}, fl_b = {}) is {fl}",
+                out.fl, a.fl, b.fl
+            ),
         ));
     }
     let len = s.pixels() * s.c_padded();
@@ -74,7 +77,10 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, r: &ResidualAdd<'_>) -> Result<()> {
     };
     let groups = match words {
         0 => [0, 0, 0],
-        _ => grid_1d(words.div_ceil(WORDS_PER_GROUP) as u32, gpu.max_workgroups_per_dim()),
+        _ => grid_1d(
+            words.div_ceil(WORDS_PER_GROUP) as u32,
+            gpu.max_workgroups_per_dim(),
+        ),
     };
     enc.dispatch(
         gpu,

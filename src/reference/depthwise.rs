@@ -11,14 +11,24 @@ use crate::tensor::Shape;
 /// `out[b][oy][ox][ch] = epilogue(Σ_{ky,kx} x[b][iy][ix][ch] · w[ch][ky][kx], ch)` with
 /// `iy = oy·stride_h − pad_top + ky`, `ix = ox·stride_w − pad_left + kx` (taps outside the
 /// input are skipped, i.e. read 0).
-pub fn depthwise(x: &[i32], shape: Shape, w: &[i32], window: &Window, ep: &EpilogueSpec) -> Result<Vec<i32>> {
+pub fn depthwise(
+    x: &[i32],
+    shape: Shape,
+    w: &[i32],
+    window: &Window,
+    ep: &EpilogueSpec,
+) -> Result<Vec<i32>> {
     let Shape { n, h, w: wd, c } = shape;
     let (kh, kw) = (window.kh, window.kw);
     let (oh, ow) = window.out_hw("depthwise", h, wd)?;
     if x.len() != shape.len() || w.len() != c * kh * kw {
         return Err(Error::shape(
             "depthwise",
-            format!("x has {} codes for {shape}, w has {} for [{c}, {kh}, {kw}]", x.len(), w.len()),
+            format!(
+                "x has {} codes for {shape}, w has {} for [{c}, {kh}, {kw}]",
+                x.len(),
+                w.len()
+            ),
         ));
     }
     check_reduction("depthwise", kh * kw)?;

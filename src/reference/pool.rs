@@ -22,16 +22,32 @@ pub fn avgpool_compensation(hw: usize) -> f64 {
     (avgpool_shift(hw) as f64).exp2() / hw.max(1) as f64
 }
 
-/// Check a pooling window: it must fit, and every padding must be smaller than the kernel so no
-/// window lies entirely in the padding. Returns the output (oh, ow).
-pub fn pool_out_hw(op: &'static str, window: &Window, h: usize, w: usize) -> Result<(usize, usize)> {
+/// Check a pooling window: the input must be non-empty, the window must fit, and every padding
+/// must be smaller than the kernel, so no window lies entirely in the padding. Returns (oh, ow).
+pub fn pool_out_hw(
+    op: &'static str,
+    window: &Window,
+    h: usize,
+    w: usize,
+) -> Result<(usize, usize)> {
+    if h == 0 || w == 0 {
+        return Err(Error::shape(op, format!("empty {h}x{w} input")));
+    }
     let (oh, ow) = window.out_hw(op, h, w)?;
-    let pads = [window.pad_top, window.pad_bottom, window.pad_left, window.pad_right];
+    let pads = [
+        window.pad_top,
+        window.pad_bottom,
+        window.pad_left,
+        window.pad_right,
+    ];
     let ks = [window.kh, window.kh, window.kw, window.kw];
     if pads.iter().zip(ks).any(|(&p, k)| p >= k) {
         return Err(Error::shape(
             op,
-            format!("padding {pads:?} (top, bottom, left, right) must be smaller than the {}x{} kernel", window.kh, window.kw),
+            format!(
+                "padding {pads:?} (top, bottom, left, right) must be smaller than the {}x{} kernel",
+                window.kh, window.kw
+            ),
         ));
     }
     Ok((oh, ow))
@@ -42,7 +58,10 @@ pub fn max_pool(x: &[i32], shape: Shape, window: &Window) -> Result<Vec<i32>> {
     let Shape { n, h, w, c } = shape;
     let (oh, ow) = pool_out_hw("max_pool", window, h, w)?;
     if x.len() != shape.len() {
-        return Err(Error::shape("max_pool", format!("x has {} codes for {shape}", x.len())));
+        return Err(Error::shape(
+            "max_pool",
+            format!("x has {} codes for {shape}", x.len()),
+        ));
     }
     let mut out = vec![0; n * oh * ow * c];
     for b in 0..n {
@@ -71,7 +90,10 @@ pub fn max_pool(x: &[i32], shape: Shape, window: &Window) -> Result<Vec<i32>> {
 pub fn global_avg_pool(x: &[i32], shape: Shape) -> Result<Vec<i32>> {
     let Shape { n, h, w, c } = shape;
     if x.len() != shape.len() || h * w == 0 {
-        return Err(Error::shape("global_avg_pool", format!("x has {} values for {shape}", x.len())));
+        return Err(Error::shape(
+            "global_avg_pool",
+            format!("x has {} values for {shape}", x.len()),
+        ));
     }
     let mut out = vec![0; n * c];
     for b in 0..n {

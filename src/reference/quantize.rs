@@ -10,7 +10,9 @@ use crate::fixed::{check_shift, shift_round, Format};
 
 /// Refuse a format outside the paper's FL range, naming `op`.
 pub fn check_format(op: &'static str, f: Format) -> Result<()> {
-    Format::new(f.signedness, f.fl).map(|_| ()).map_err(|e| Error::range(op, e.to_string()))
+    Format::new(f.signedness, f.fl)
+        .map(|_| ())
+        .map_err(|e| Error::range(op, e.to_string()))
 }
 
 /// `format.quantize(x)` for every element.
@@ -23,21 +25,37 @@ pub fn quantize(x: &[f32], format: Format) -> Result<Vec<i32>> {
 pub fn dequantize(codes: &[i32], format: Format) -> Result<Vec<f32>> {
     check_format("dequantize", format)?;
     if let Some(bad) = codes.iter().find(|&&q| format.saturate(q) != q) {
-        return Err(Error::range("dequantize", format!("code {bad} outside the range of {format:?}")));
+        return Err(Error::range(
+            "dequantize",
+            format!("code {bad} outside the range of {format:?}"),
+        ));
     }
     Ok(codes.iter().map(|&q| format.dequantize(q)).collect())
 }
 
 /// `out.saturate(clamp(shift_round(acc, fl_in − out.fl), lo, hi))` for every element;
 /// `clamp = None` is no extra clamp (the same order as the conv epilogue).
-pub fn requantize(acc: &[i32], fl_in: i32, out: Format, clamp: Option<(i32, i32)>) -> Result<Vec<i32>> {
+pub fn requantize(
+    acc: &[i32],
+    fl_in: i32,
+    out: Format,
+    clamp: Option<(i32, i32)>,
+) -> Result<Vec<i32>> {
     let shift = requantize_shift("requantize", fl_in, out, clamp)?;
     let (lo, hi) = clamp.unwrap_or((-i32::MAX, i32::MAX));
-    Ok(acc.iter().map(|&a| out.saturate(shift_round(a, shift).clamp(lo, hi))).collect())
+    Ok(acc
+        .iter()
+        .map(|&a| out.saturate(shift_round(a, shift).clamp(lo, hi)))
+        .collect())
 }
 
 /// Validate a requantization (format, shift range, clamp order) and return its shift.
-pub fn requantize_shift(op: &'static str, fl_in: i32, out: Format, clamp: Option<(i32, i32)>) -> Result<i32> {
+pub fn requantize_shift(
+    op: &'static str,
+    fl_in: i32,
+    out: Format,
+    clamp: Option<(i32, i32)>,
+) -> Result<i32> {
     check_format(op, out)?;
     let shift = fl_in.saturating_sub(out.fl);
     check_shift(op, shift)?;

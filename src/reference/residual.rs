@@ -17,16 +17,24 @@ pub enum Activation {
 /// Check the FL difference of a residual addition (the alignment shift must be ≤ 31) and return
 /// the output FL.
 pub fn residual_fl(op: &'static str, fl_a: i32, fl_b: i32) -> Result<i32> {
-    check_shift(op, fl_a.saturating_sub(fl_b)).map_err(|_| {
-        Error::range(op, format!("FLs {fl_a} and {fl_b} differ by more than 31"))
-    })?;
+    check_shift(op, fl_a.saturating_sub(fl_b))
+        .map_err(|_| Error::range(op, format!("FLs {fl_a} and {fl_b} differ by more than 31")))?;
     Ok(fl_a.max(fl_b))
 }
 
 /// Element-wise `act(align_add(a, fl_a, b, fl_b))`; returns the values and their FL.
-pub fn residual_add(a: &[i32], fl_a: i32, b: &[i32], fl_b: i32, act: Activation) -> Result<(Vec<i32>, i32)> {
+pub fn residual_add(
+    a: &[i32],
+    fl_a: i32,
+    b: &[i32],
+    fl_b: i32,
+    act: Activation,
+) -> Result<(Vec<i32>, i32)> {
     if a.len() != b.len() {
-        return Err(Error::shape("residual_add", format!("a has {} values, b has {}", a.len(), b.len())));
+        return Err(Error::shape(
+            "residual_add",
+            format!("a has {} values, b has {}", a.len(), b.len()),
+        ));
     }
     let fl = residual_fl("residual_add", fl_a, fl_b)?;
     let out = a

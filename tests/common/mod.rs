@@ -105,7 +105,9 @@ pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, context: &s
     let mut bad = Vec::new();
     for i in 0..got.len() {
         let tol = atol + rtol * want[i].abs();
-        if !((got[i] - want[i]).abs() <= tol) {
+        // NaN (a poisoned, unwritten element) must fail too.
+        let ok = (got[i] - want[i]).abs() <= tol;
+        if !ok {
             bad.push(format!(
                 "[{i}] got {} want {} diff {} tol {tol}",
                 got[i],

@@ -44,7 +44,15 @@ fn random_epilogue(rng: &mut Rng, c: usize) -> EpilogueSpec {
     };
     EpilogueSpec {
         bias: (0..c).map(|_| rng.int(-1 << 14, 1 << 14)).collect(),
-        shift: (0..c).map(|_| if per_channel { rng.int(-3, 12) } else { base_shift }).collect(),
+        shift: (0..c)
+            .map(|_| {
+                if per_channel {
+                    rng.int(-3, 12)
+                } else {
+                    base_shift
+                }
+            })
+            .collect(),
         output,
         clamp_lo,
         clamp_hi,
@@ -53,7 +61,11 @@ fn random_epilogue(rng: &mut Rng, c: usize) -> EpilogueSpec {
 
 impl DwProblem {
     fn random(rng: &mut Rng, shape: Shape, window: Window) -> DwProblem {
-        let x_signedness = if rng.int(0, 1) == 0 { Signedness::Signed } else { Signedness::Unsigned };
+        let x_signedness = if rng.int(0, 1) == 0 {
+            Signedness::Signed
+        } else {
+            Signedness::Unsigned
+        };
         let (lo, hi) = code_range(x_signedness);
         DwProblem {
             shape,
@@ -69,7 +81,8 @@ impl DwProblem {
     fn run(&self, gpu: &Gpu) -> Vec<i32> {
         let s = self.shape;
         let x = gpu.upload(&pack_codes(&self.x, s.c)).unwrap();
-        let w = DepthwiseWeights::upload(gpu, &self.w, s.c, self.window.kh, self.window.kw).unwrap();
+        let w =
+            DepthwiseWeights::upload(gpu, &self.w, s.c, self.window.kh, self.window.kw).unwrap();
         let ep = Epilogue::upload(gpu, &self.ep, s.c).unwrap();
         let (oh, ow) = self.window.out_hw("test", s.h, s.w).unwrap();
         let rows = s.n * oh * ow;
@@ -111,7 +124,12 @@ impl DwProblem {
         let got = self.run(gpu);
         let ctx = format!(
             "{label}: {} window={:?} x={:?} out={:?} clamp={}..{}",
-            self.shape, self.window, self.x_signedness, self.ep.output, self.ep.clamp_lo, self.ep.clamp_hi
+            self.shape,
+            self.window,
+            self.x_signedness,
+            self.ep.output,
+            self.ep.clamp_lo,
+            self.ep.clamp_hi
         );
         assert_exact(&got, &want, &ctx);
     }
@@ -123,26 +141,75 @@ fn depthwise_matches_reference_on_named_cases() {
     let mut rng = Rng::new(0xd3_0001);
     let sym = Window::symmetric;
     let cases = [
-        ("1x1 spatial, 3x3 pad 1", Shape::new(1, 1, 1, 4), sym(3, 1, 1)),
-        ("1x1 spatial, 5x5 SAME stride 2", Shape::new(2, 1, 1, 3), Window::same(5, 2, 1, 1)),
+        (
+            "1x1 spatial, 3x3 pad 1",
+            Shape::new(1, 1, 1, 4),
+            sym(3, 1, 1),
+        ),
+        (
+            "1x1 spatial, 5x5 SAME stride 2",
+            Shape::new(2, 1, 1, 3),
+            Window::same(5, 2, 1, 1),
+        ),
         ("c = 1", Shape::new(1, 5, 6, 1), sym(3, 1, 1)),
         ("c = 7", Shape::new(1, 6, 5, 7), sym(3, 1, 1)),
-        ("c = 33 crosses the 8-word tile", Shape::new(1, 4, 4, 33), sym(3, 1, 1)),
-        ("c = 70, 3 channel groups", Shape::new(1, 3, 9, 70), sym(3, 2, 1)),
-        ("odd 7x9 stride 2 SAME (asymmetric)", Shape::new(1, 7, 9, 6), Window::same(3, 2, 7, 9)),
-        ("odd 11x13 5x5 stride 2 SAME", Shape::new(1, 11, 13, 5), Window::same(5, 2, 11, 13)),
-        ("even 8x8 3x3 stride 2 SAME", Shape::new(1, 8, 8, 8), Window::same(3, 2, 8, 8)),
+        (
+            "c = 33 crosses the 8-word tile",
+            Shape::new(1, 4, 4, 33),
+            sym(3, 1, 1),
+        ),
+        (
+            "c = 70, 3 channel groups",
+            Shape::new(1, 3, 9, 70),
+            sym(3, 2, 1),
+        ),
+        (
+            "odd 7x9 stride 2 SAME (asymmetric)",
+            Shape::new(1, 7, 9, 6),
+            Window::same(3, 2, 7, 9),
+        ),
+        (
+            "odd 11x13 5x5 stride 2 SAME",
+            Shape::new(1, 11, 13, 5),
+            Window::same(5, 2, 11, 13),
+        ),
+        (
+            "even 8x8 3x3 stride 2 SAME",
+            Shape::new(1, 8, 8, 8),
+            Window::same(3, 2, 8, 8),
+        ),
         ("5x5 stride 1 pad 2", Shape::new(1, 9, 10, 12), sym(5, 1, 2)),
         ("no padding (valid)", Shape::new(1, 6, 7, 4), sym(3, 1, 0)),
-        ("batch 3, several tiles", Shape::new(3, 13, 19, 9), sym(3, 1, 1)),
-        ("tall input, many row tiles", Shape::new(1, 21, 3, 2), Window::same(3, 1, 21, 3)),
-        ("7x7 stride 2, largest tile", Shape::new(1, 9, 17, 10), sym(7, 2, 3)),
+        (
+            "batch 3, several tiles",
+            Shape::new(3, 13, 19, 9),
+            sym(3, 1, 1),
+        ),
+        (
+            "tall input, many row tiles",
+            Shape::new(1, 21, 3, 2),
+            Window::same(3, 1, 21, 3),
+        ),
+        (
+            "7x7 stride 2, largest tile",
+            Shape::new(1, 9, 17, 10),
+            sym(7, 2, 3),
+        ),
     ];
     for (label, shape, window) in cases {
         DwProblem::random(&mut rng, shape, window).check(gpu, label);
     }
     // A non-square kernel with different strides per axis.
-    let win = Window { kh: 1, kw: 3, stride_h: 2, stride_w: 1, pad_top: 0, pad_left: 1, pad_bottom: 0, pad_right: 1 };
+    let win = Window {
+        kh: 1,
+        kw: 3,
+        stride_h: 2,
+        stride_w: 1,
+        pad_top: 0,
+        pad_left: 1,
+        pad_bottom: 0,
+        pad_right: 1,
+    };
     DwProblem::random(&mut rng, Shape::new(2, 5, 6, 5), win).check(gpu, "1x3 kernel, stride 2x1");
 }
 
@@ -172,24 +239,80 @@ fn depthwise_saturates_like_reference() {
     let window = Window::symmetric(5, 1, 2);
     for (xs, output, shift, bias, clamp) in [
         // 255·127·25 overflows every 8-bit range.
-        (Signedness::Unsigned, OutputKind::Codes(Signedness::Unsigned), 0, 0, (-i32::MAX, i32::MAX)),
-        (Signedness::Signed, OutputKind::Codes(Signedness::Signed), 2, 0, (-i32::MAX, i32::MAX)),
+        (
+            Signedness::Unsigned,
+            OutputKind::Codes(Signedness::Unsigned),
+            0,
+            0,
+            (-i32::MAX, i32::MAX),
+        ),
+        (
+            Signedness::Signed,
+            OutputKind::Codes(Signedness::Signed),
+            2,
+            0,
+            (-i32::MAX, i32::MAX),
+        ),
         // A left shift and a huge bias push int32 to ±(2^31 − 1).
-        (Signedness::Unsigned, OutputKind::Int32, -20, 0, (-i32::MAX, i32::MAX)),
-        (Signedness::Signed, OutputKind::Int32, 0, i32::MAX - 1000, (-i32::MAX, i32::MAX)),
-        (Signedness::Signed, OutputKind::Int32, 0, -i32::MAX + 1000, (-i32::MAX, i32::MAX)),
+        (
+            Signedness::Unsigned,
+            OutputKind::Int32,
+            -20,
+            0,
+            (-i32::MAX, i32::MAX),
+        ),
+        (
+            Signedness::Signed,
+            OutputKind::Int32,
+            0,
+            i32::MAX - 1000,
+            (-i32::MAX, i32::MAX),
+        ),
+        (
+            Signedness::Signed,
+            OutputKind::Int32,
+            0,
+            -i32::MAX + 1000,
+            (-i32::MAX, i32::MAX),
+        ),
         // A clamp entirely outside the code range still ends inside it, as the reference does.
-        (Signedness::Signed, OutputKind::Codes(Signedness::Signed), 0, 0, (-1000, -500)),
-        (Signedness::Unsigned, OutputKind::Codes(Signedness::Unsigned), 0, 0, (300, 400)),
+        (
+            Signedness::Signed,
+            OutputKind::Codes(Signedness::Signed),
+            0,
+            0,
+            (-1000, -500),
+        ),
+        (
+            Signedness::Unsigned,
+            OutputKind::Codes(Signedness::Unsigned),
+            0,
+            0,
+            (300, 400),
+        ),
     ] {
         let (lo, hi) = code_range(xs);
-        let x: Vec<i32> = (0..shape.len()).map(|i| if i % 5 == 0 { lo } else { hi }).collect();
-        let w: Vec<i32> = (0..shape.c * 25).map(|i| if (i / 25) % 2 == 0 { 127 } else { -127 }).collect();
+        let x: Vec<i32> = (0..shape.len())
+            .map(|i| if i % 5 == 0 { lo } else { hi })
+            .collect();
+        let w: Vec<i32> = (0..shape.c * 25)
+            .map(|i| if (i / 25) % 2 == 0 { 127 } else { -127 })
+            .collect();
         let mut ep = EpilogueSpec::plain(shape.c, shift, output);
         ep.bias = vec![bias; shape.c];
         (ep.clamp_lo, ep.clamp_hi) = clamp;
-        let p = DwProblem { shape, window, x_signedness: xs, x, w, ep };
-        p.check(gpu, &format!("saturation shift {shift} bias {bias} clamp {clamp:?}"));
+        let p = DwProblem {
+            shape,
+            window,
+            x_signedness: xs,
+            x,
+            w,
+            ep,
+        };
+        p.check(
+            gpu,
+            &format!("saturation shift {shift} bias {bias} clamp {clamp:?}"),
+        );
     }
 }
 
@@ -200,36 +323,91 @@ fn depthwise_rejects_bad_inputs() {
     let win = Window::symmetric(3, 1, 1);
     let w = DepthwiseWeights::upload(gpu, &[1; 6 * 9], 6, 3, 3).unwrap();
     let ep = Epilogue::upload(gpu, &EpilogueSpec::plain(6, 0, OutputKind::Int32), 6).unwrap();
-    let x = gpu.upload(&vec![0u32; 25 * 2]).unwrap();
+    let x = gpu.upload(&[0u32; 25 * 2]).unwrap();
     let out = gpu.alloc::<i32>(25 * 8).unwrap();
-    let short = gpu.upload(&vec![0u32; 24 * 2]).unwrap();
+    let short = gpu.upload(&[0u32; 24 * 2]).unwrap();
     let err = |x, shape, window, weights, epilogue, out| {
-        let d = Depthwise { x, x_signedness: Signedness::Unsigned, shape, window, weights, epilogue, out };
+        let d = Depthwise {
+            x,
+            x_signedness: Signedness::Unsigned,
+            shape,
+            window,
+            weights,
+            epilogue,
+            out,
+        };
         let mut enc = gpu.encoder();
-        depthwise::record(gpu, &mut enc, &d).unwrap_err().to_string()
+        depthwise::record(gpu, &mut enc, &d)
+            .unwrap_err()
+            .to_string()
     };
     let good = err(&x, shape, win, &w, &ep, OutBuffer::Codes(&x)); // wrong output kind
-    assert!(good.contains("depthwise") && good.contains("output"), "{good}");
+    assert!(
+        good.contains("depthwise") && good.contains("output"),
+        "{good}"
+    );
     let e = err(&short, shape, win, &w, &ep, OutBuffer::Int32(&out));
     assert!(e.contains("depthwise") && e.contains("[1, 5, 5, 6]"), "{e}");
-    let e = err(&x, shape, Window::symmetric(5, 1, 2), &w, &ep, OutBuffer::Int32(&out));
+    let e = err(
+        &x,
+        shape,
+        Window::symmetric(5, 1, 2),
+        &w,
+        &ep,
+        OutBuffer::Int32(&out),
+    );
     assert!(e.contains("depthwise") && e.contains("5x5"), "{e}");
-    let e = err(&x, Shape::new(1, 5, 5, 7), win, &w, &ep, OutBuffer::Int32(&out));
+    let e = err(
+        &x,
+        Shape::new(1, 5, 5, 7),
+        win,
+        &w,
+        &ep,
+        OutBuffer::Int32(&out),
+    );
     assert!(e.contains("depthwise"), "{e}");
-    let e = err(&x, shape, Window::symmetric(3, 0, 1), &w, &ep, OutBuffer::Int32(&out));
+    let e = err(
+        &x,
+        shape,
+        Window::symmetric(3, 0, 1),
+        &w,
+        &ep,
+        OutBuffer::Int32(&out),
+    );
     assert!(e.contains("depthwise") && e.contains("stride"), "{e}");
-    let e = err(&x, shape, Window::symmetric(7, 1, 0), &w, &ep, OutBuffer::Int32(&out));
+    let e = err(
+        &x,
+        shape,
+        Window::symmetric(7, 1, 0),
+        &w,
+        &ep,
+        OutBuffer::Int32(&out),
+    );
     assert!(e.contains("depthwise") && e.contains("does not fit"), "{e}");
     // A window whose staged tile exceeds workgroup memory is refused, not truncated.
     let w9 = DepthwiseWeights::upload(gpu, &[1; 6 * 81], 6, 9, 9).unwrap();
     let big = gpu.upload(&vec![0u32; 400 * 2]).unwrap();
     let big_out = gpu.alloc::<i32>(100 * 8).unwrap();
-    let e = err(&big, Shape::new(1, 20, 20, 6), Window::symmetric(9, 2, 4), &w9, &ep, OutBuffer::Int32(&big_out));
+    let e = err(
+        &big,
+        Shape::new(1, 20, 20, 6),
+        Window::symmetric(9, 2, 4),
+        &w9,
+        &ep,
+        OutBuffer::Int32(&big_out),
+    );
     assert!(e.contains("depthwise") && e.contains("workgroup"), "{e}");
     // Weights: wrong count, code −128; epilogue shift out of range.
     assert!(DepthwiseWeights::upload(gpu, &[1; 10], 6, 3, 3).is_err());
     assert!(DepthwiseWeights::upload(gpu, &[-128; 9], 1, 3, 3).is_err());
     assert!(Epilogue::upload(gpu, &EpilogueSpec::plain(6, -32, OutputKind::Int32), 6).is_err());
     // The reference refuses the same shapes.
-    assert!(depthwise_ref(&[0; 10], shape, &[0; 54], &win, &EpilogueSpec::plain(6, 0, OutputKind::Int32)).is_err());
+    assert!(depthwise_ref(
+        &[0; 10],
+        shape,
+        &[0; 54],
+        &win,
+        &EpilogueSpec::plain(6, 0, OutputKind::Int32)
+    )
+    .is_err());
 }

@@ -147,7 +147,7 @@ fn gemm_rejects_bad_shapes() {
     let Some(gpu) = gpu_or_skip() else { return };
     let w = PackedWeights::upload(gpu, &[1; 8 * 12], 8, 1, 1, 12).unwrap();
     let ep = Epilogue::upload(gpu, &EpilogueSpec::plain(8, 0, OutputKind::Int32), 8).unwrap();
-    let x = gpu.upload(&vec![0u32; 5 * 2]).unwrap(); // k4 = 2, but weights need 3
+    let x = gpu.upload(&[0u32; 5 * 2]).unwrap(); // k4 = 2, but weights need 3
     let out = gpu.alloc::<i32>(5 * 8).unwrap();
     let mut enc = gpu.encoder();
     let g = Gemm { x: &x, x_signedness: Signedness::Signed, m: 5, weights: &w, epilogue: &ep, out: OutBuffer::Int32(&out) };

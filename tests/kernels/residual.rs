@@ -33,8 +33,19 @@ fn stream(rng: &mut Rng, len: usize) -> Vec<i32> {
 
 impl ResProblem {
     fn random(rng: &mut Rng, shape: Shape, fl_a: i32, fl_b: i32) -> ResProblem {
-        let act = if rng.int(0, 1) == 0 { Activation::Identity } else { Activation::Relu };
-        ResProblem { shape, fl_a, fl_b, a: stream(rng, shape.len()), b: stream(rng, shape.len()), act }
+        let act = if rng.int(0, 1) == 0 {
+            Activation::Identity
+        } else {
+            Activation::Relu
+        };
+        ResProblem {
+            shape,
+            fl_a,
+            fl_b,
+            a: stream(rng, shape.len()),
+            b: stream(rng, shape.len()),
+            act,
+        }
     }
 
     fn check(&self, gpu: &Gpu, label: &str) {
@@ -43,14 +54,25 @@ impl ResProblem {
         let b = GpuI32Tensor::upload(gpu, self.shape, self.fl_b, &self.b).unwrap();
         let out = GpuI32Tensor::alloc_filled(gpu, self.shape, fl, POISON_I32).unwrap();
         let mut enc = gpu.encoder();
-        let r = ResidualAdd { a: &a, b: &b, activation: self.act, out: &out };
+        let r = ResidualAdd {
+            a: &a,
+            b: &b,
+            activation: self.act,
+            out: &out,
+        };
         residual::record(gpu, &mut enc, &r).unwrap();
         gpu.submit(enc).unwrap();
         let cp = self.shape.c_padded();
         for (i, &v) in out.download_padded(gpu).unwrap().iter().enumerate() {
-            assert!(i % cp < self.shape.c || v == 0, "{label}: padding value {i} is {v}");
+            assert!(
+                i % cp < self.shape.c || v == 0,
+                "{label}: padding value {i} is {v}"
+            );
         }
-        let ctx = format!("{label}: {} fl_a={} fl_b={} {:?}", self.shape, self.fl_a, self.fl_b, self.act);
+        let ctx = format!(
+            "{label}: {} fl_a={} fl_b={} {:?}",
+            self.shape, self.fl_a, self.fl_b, self.act
+        );
         assert_exact(&out.download(gpu).unwrap(), &want, &ctx);
     }
 }
@@ -65,16 +87,29 @@ fn residual_matches_reference() {
         ("b has the larger FL, c = 7", Shape::new(2, 2, 3, 7), 4, 12),
         ("a has the larger FL", Shape::new(1, 4, 4, 8), 20, 3),
         ("FL difference 31 (largest)", Shape::new(1, 2, 2, 6), 0, 31),
-        ("several workgroups, batch 2", Shape::new(2, 17, 19, 37), 14, 13),
+        (
+            "several workgroups, batch 2",
+            Shape::new(2, 17, 19, 37),
+            14,
+            13,
+        ),
     ];
     for (label, shape, fl_a, fl_b) in named {
         for act in [Activation::Identity, Activation::Relu] {
-            let p = ResProblem { act, ..ResProblem::random(&mut rng, shape, fl_a, fl_b) };
+            let p = ResProblem {
+                act,
+                ..ResProblem::random(&mut rng, shape, fl_a, fl_b)
+            };
             p.check(gpu, label);
         }
     }
     for case in 0..20 {
-        let shape = Shape::new(rng.usize(1, 3), rng.usize(1, 12), rng.usize(1, 12), rng.usize(1, 50));
+        let shape = Shape::new(
+            rng.usize(1, 3),
+            rng.usize(1, 12),
+            rng.usize(1, 12),
+            rng.usize(1, 50),
+        );
         let (fl_a, fl_b) = (rng.int(0, 24), rng.int(0, 24));
         ResProblem::random(&mut rng, shape, fl_a, fl_b).check(gpu, &format!("random case {case}"));
     }
@@ -86,11 +121,48 @@ fn residual_saturates_and_aligns_like_reference() {
     let shape = Shape::new(1, 1, 2, 7);
     let m = i32::MAX;
     // F8NET.md T7: 12345 @ FL 13 + (−4000 @ FL 11) = −3655 @ FL 13; then sums at the edges.
-    let a = vec![12345, m, -m, m, i32::MIN, 1 << 20, -(1 << 20), 5, -5, m - 3, 0, 2, -2, 7];
-    let b = vec![-4000, 1, -1, m, i32::MIN, 1 << 20, -(1 << 20), -m, m, 1, 1 << 29, -(1 << 29), 3, -3];
+    let a = vec![
+        12345,
+        m,
+        -m,
+        m,
+        i32::MIN,
+        1 << 20,
+        -(1 << 20),
+        5,
+        -5,
+        m - 3,
+        0,
+        2,
+        -2,
+        7,
+    ];
+    let b = vec![
+        -4000,
+        1,
+        -1,
+        m,
+        i32::MIN,
+        1 << 20,
+        -(1 << 20),
+        -m,
+        m,
+        1,
+        1 << 29,
+        -(1 << 29),
+        3,
+        -3,
+    ];
     for (fl_a, fl_b) in [(13, 11), (0, 0), (5, 2), (2, 5), (0, 31), (31, 0)] {
         for act in [Activation::Identity, Activation::Relu] {
-            let p = ResProblem { shape, fl_a, fl_b, a: a.clone(), b: b.clone(), act };
+            let p = ResProblem {
+                shape,
+                fl_a,
+                fl_b,
+                a: a.clone(),
+                b: b.clone(),
+                act,
+            };
             p.check(gpu, "edges");
         }
     }
@@ -118,12 +190,24 @@ fn residual_rejects_bad_inputs() {
     let t = |shape, fl| GpuI32Tensor::alloc_filled(gpu, shape, fl, 0).unwrap();
     let run = |a: &GpuI32Tensor, b: &GpuI32Tensor, out: &GpuI32Tensor| {
         let mut enc = gpu.encoder();
-        residual::record(gpu, &mut enc, &ResidualAdd { a, b, activation: Activation::Relu, out })
-            .map_err(|e| e.to_string())
+        residual::record(
+            gpu,
+            &mut enc,
+            &ResidualAdd {
+                a,
+                b,
+                activation: Activation::Relu,
+                out,
+            },
+        )
+        .map_err(|e| e.to_string())
     };
     assert!(run(&t(s, 3), &t(s, 5), &t(s, 5)).is_ok());
     let e = run(&t(s, 3), &t(Shape::new(1, 2, 2, 6), 5), &t(s, 5)).unwrap_err();
-    assert!(e.contains("residual_add") && e.contains("[1, 2, 2, 6]"), "{e}");
+    assert!(
+        e.contains("residual_add") && e.contains("[1, 2, 2, 6]"),
+        "{e}"
+    );
     let e = run(&t(s, 3), &t(s, 5), &t(s, 3)).unwrap_err();
     assert!(e.contains("residual_add") && e.contains("FL"), "{e}");
     let e = run(&t(s, 0), &t(s, 32), &t(s, 32)).unwrap_err();
