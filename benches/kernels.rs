@@ -43,17 +43,105 @@ struct Layer {
 }
 
 const LAYERS: &[Layer] = &[
-    Layer { name: "resnet18.layer1.conv 3x3 64->64 @56", op: Op::Conv, hw: 56, cin: 64, cout: 64, k: 3, stride: 1 },
-    Layer { name: "resnet18.layer2.conv 3x3 128->128 @28", op: Op::Conv, hw: 28, cin: 128, cout: 128, k: 3, stride: 1 },
-    Layer { name: "resnet18.layer3.conv 3x3 256->256 @14", op: Op::Conv, hw: 14, cin: 256, cout: 256, k: 3, stride: 1 },
-    Layer { name: "resnet18.layer4.conv 3x3 512->512 @7", op: Op::Conv, hw: 7, cin: 512, cout: 512, k: 3, stride: 1 },
-    Layer { name: "resnet18.layer2.downsample 1x1/2 64->128 @56", op: Op::Conv, hw: 56, cin: 64, cout: 128, k: 1, stride: 2 },
-    Layer { name: "resnet18.fc 512->1000 (gemm)", op: Op::Conv, hw: 1, cin: 512, cout: 1000, k: 1, stride: 1 },
-    Layer { name: "mbv2.block2.expand 1x1 24->144 @56 (gemm)", op: Op::Conv, hw: 56, cin: 24, cout: 144, k: 1, stride: 1 },
-    Layer { name: "mbv2.block2.project 1x1 144->24 @56 (gemm)", op: Op::Conv, hw: 56, cin: 144, cout: 24, k: 1, stride: 1 },
-    Layer { name: "mbv2.block2.dw 3x3 144 @56", op: Op::Depthwise, hw: 56, cin: 144, cout: 144, k: 3, stride: 1 },
-    Layer { name: "mbv2.block3.dw 3x3/2 144 @56", op: Op::Depthwise, hw: 56, cin: 144, cout: 144, k: 3, stride: 2 },
-    Layer { name: "mbv2.block16.dw 3x3 960 @7", op: Op::Depthwise, hw: 7, cin: 960, cout: 960, k: 3, stride: 1 },
+    Layer {
+        name: "resnet18.layer1.conv 3x3 64->64 @56",
+        op: Op::Conv,
+        hw: 56,
+        cin: 64,
+        cout: 64,
+        k: 3,
+        stride: 1,
+    },
+    Layer {
+        name: "resnet18.layer2.conv 3x3 128->128 @28",
+        op: Op::Conv,
+        hw: 28,
+        cin: 128,
+        cout: 128,
+        k: 3,
+        stride: 1,
+    },
+    Layer {
+        name: "resnet18.layer3.conv 3x3 256->256 @14",
+        op: Op::Conv,
+        hw: 14,
+        cin: 256,
+        cout: 256,
+        k: 3,
+        stride: 1,
+    },
+    Layer {
+        name: "resnet18.layer4.conv 3x3 512->512 @7",
+        op: Op::Conv,
+        hw: 7,
+        cin: 512,
+        cout: 512,
+        k: 3,
+        stride: 1,
+    },
+    Layer {
+        name: "resnet18.layer2.downsample 1x1/2 64->128 @56",
+        op: Op::Conv,
+        hw: 56,
+        cin: 64,
+        cout: 128,
+        k: 1,
+        stride: 2,
+    },
+    Layer {
+        name: "resnet18.fc 512->1000 (gemm)",
+        op: Op::Conv,
+        hw: 1,
+        cin: 512,
+        cout: 1000,
+        k: 1,
+        stride: 1,
+    },
+    Layer {
+        name: "mbv2.block2.expand 1x1 24->144 @56 (gemm)",
+        op: Op::Conv,
+        hw: 56,
+        cin: 24,
+        cout: 144,
+        k: 1,
+        stride: 1,
+    },
+    Layer {
+        name: "mbv2.block2.project 1x1 144->24 @56 (gemm)",
+        op: Op::Conv,
+        hw: 56,
+        cin: 144,
+        cout: 24,
+        k: 1,
+        stride: 1,
+    },
+    Layer {
+        name: "mbv2.block2.dw 3x3 144 @56",
+        op: Op::Depthwise,
+        hw: 56,
+        cin: 144,
+        cout: 144,
+        k: 3,
+        stride: 1,
+    },
+    Layer {
+        name: "mbv2.block3.dw 3x3/2 144 @56",
+        op: Op::Depthwise,
+        hw: 56,
+        cin: 144,
+        cout: 144,
+        k: 3,
+        stride: 2,
+    },
+    Layer {
+        name: "mbv2.block16.dw 3x3 960 @7",
+        op: Op::Depthwise,
+        hw: 7,
+        cin: 960,
+        cout: 960,
+        k: 3,
+        stride: 1,
+    },
 ];
 
 impl Layer {
@@ -61,7 +149,10 @@ impl Layer {
         Window::symmetric(self.k, self.stride, self.k / 2)
     }
     fn macs(&self, batch: usize) -> u64 {
-        let (oh, ow) = self.window().out_hw("bench", self.hw, self.hw).unwrap_or((0, 0));
+        let (oh, ow) = self
+            .window()
+            .out_hw("bench", self.hw, self.hw)
+            .unwrap_or((0, 0));
         let per_out = match self.op {
             Op::Conv => self.k * self.k * self.cin,
             Op::Depthwise => self.k * self.k,
@@ -127,38 +218,98 @@ fn recorders<'a>(gpu: &'a Gpu, l: &Layer, batch: usize) -> (Recorder<'a>, Record
     let win = l.window();
     let (oh, ow) = win.out_hw("bench", l.hw, l.hw).expect("window");
     let out_shape = Shape::new(batch, oh, ow, l.cout);
-    let x8 = gpu.upload(&vec![0x4080_20ffu32; shape.pixels() * shape.c4()]).expect("x");
-    let out8 = gpu.alloc::<u32>(out_shape.pixels() * out_shape.c4()).expect("out");
-    let ep = Epilogue::upload(gpu, &EpilogueSpec::plain(l.cout, 9, OutputKind::Codes(Signedness::Unsigned)), l.cout).expect("ep");
+    let x8 = gpu
+        .upload(&vec![0x4080_20ffu32; shape.pixels() * shape.c4()])
+        .expect("x");
+    let out8 = gpu
+        .alloc::<u32>(out_shape.pixels() * out_shape.c4())
+        .expect("out");
+    let ep = Epilogue::upload(
+        gpu,
+        &EpilogueSpec::plain(l.cout, 9, OutputKind::Codes(Signedness::Unsigned)),
+        l.cout,
+    )
+    .expect("ep");
     let x32 = GpuF32Tensor::upload(gpu, shape, &vec![0.25; shape.len()]).expect("x32");
     let out32 = GpuF32Tensor::alloc_filled(gpu, out_shape, 0.0).expect("out32");
     match l.op {
         Op::Conv => {
             let per = l.k * l.k * l.cin;
-            let w8 = PackedWeights::upload(gpu, &values(l.cout * per, 7, -127, 127), l.cout, l.k, l.k, l.cin).expect("w8");
-            let wf: Vec<f32> = values(l.cout * per, 7, -127, 127).iter().map(|&v| v as f32 / 128.0).collect();
-            let w32 = F32Weights::upload(gpu, &wf, &vec![0.0; l.cout], l.cout, l.k, l.k, l.cin).expect("w32");
+            let w8 = PackedWeights::upload(
+                gpu,
+                &values(l.cout * per, 7, -127, 127),
+                l.cout,
+                l.k,
+                l.k,
+                l.cin,
+            )
+            .expect("w8");
+            let wf: Vec<f32> = values(l.cout * per, 7, -127, 127)
+                .iter()
+                .map(|&v| v as f32 / 128.0)
+                .collect();
+            let w32 = F32Weights::upload(gpu, &wf, &vec![0.0; l.cout], l.cout, l.k, l.k, l.cin)
+                .expect("w32");
             let int8 = move |enc: &mut Encoder| {
-                let c = Conv2d { x: &x8, x_signedness: Signedness::Unsigned, shape, weights: &w8, window: win, epilogue: &ep, out: OutBuffer::Codes(&out8) };
+                let c = Conv2d {
+                    x: &x8,
+                    x_signedness: Signedness::Unsigned,
+                    shape,
+                    weights: &w8,
+                    window: win,
+                    epilogue: &ep,
+                    out: OutBuffer::Codes(&out8),
+                };
                 conv::record(gpu, enc, &c).expect("conv");
             };
             let f32 = move |enc: &mut Encoder| {
-                let c = ConvF32 { input: &x32, weights: &w32, window: win, activation: Activation::Relu, out: &out32 };
+                let c = ConvF32 {
+                    input: &x32,
+                    weights: &w32,
+                    window: win,
+                    activation: Activation::Relu,
+                    out: &out32,
+                };
                 conv_f32::record(gpu, enc, &c).expect("conv_f32");
             };
             (Box::new(int8), Box::new(f32))
         }
         Op::Depthwise => {
             let per = l.k * l.k;
-            let w8 = DepthwiseWeights::upload(gpu, &values(l.cout * per, 9, -127, 127), l.cout, l.k, l.k).expect("w8");
-            let wf: Vec<f32> = values(l.cout * per, 9, -127, 127).iter().map(|&v| v as f32 / 128.0).collect();
-            let w32 = F32DepthwiseWeights::upload(gpu, &wf, &vec![0.0; l.cout], l.cout, l.k, l.k).expect("w32");
+            let w8 = DepthwiseWeights::upload(
+                gpu,
+                &values(l.cout * per, 9, -127, 127),
+                l.cout,
+                l.k,
+                l.k,
+            )
+            .expect("w8");
+            let wf: Vec<f32> = values(l.cout * per, 9, -127, 127)
+                .iter()
+                .map(|&v| v as f32 / 128.0)
+                .collect();
+            let w32 = F32DepthwiseWeights::upload(gpu, &wf, &vec![0.0; l.cout], l.cout, l.k, l.k)
+                .expect("w32");
             let int8 = move |enc: &mut Encoder| {
-                let d = Depthwise { x: &x8, x_signedness: Signedness::Unsigned, shape, window: win, weights: &w8, epilogue: &ep, out: OutBuffer::Codes(&out8) };
+                let d = Depthwise {
+                    x: &x8,
+                    x_signedness: Signedness::Unsigned,
+                    shape,
+                    window: win,
+                    weights: &w8,
+                    epilogue: &ep,
+                    out: OutBuffer::Codes(&out8),
+                };
                 depthwise::record(gpu, enc, &d).expect("depthwise");
             };
             let f32 = move |enc: &mut Encoder| {
-                let d = DepthwiseF32 { input: &x32, weights: &w32, window: win, activation: Activation::Relu, out: &out32 };
+                let d = DepthwiseF32 {
+                    input: &x32,
+                    weights: &w32,
+                    window: win,
+                    activation: Activation::Relu,
+                    out: &out32,
+                };
                 depthwise_f32::record(gpu, enc, &d).expect("depthwise_f32");
             };
             (Box::new(int8), Box::new(f32))
@@ -208,17 +359,40 @@ fn main() {
         }
     }
     let results = RESULTS.lock().map(|r| r.clone()).unwrap_or_default();
-    let secs = |id: String| results.iter().find(|(k, _)| *k == id).map(|(_, v)| median(v));
-    let clock = if timer.is_gpu() { "GPU timestamps" } else { "wall clock" };
+    let secs = |id: String| {
+        results
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, v)| median(v))
+    };
+    let clock = if timer.is_gpu() {
+        "GPU timestamps"
+    } else {
+        "wall clock"
+    };
     let mut table = format!(
         "adapter: {}\ntime: {clock}, median per run\n\n| layer | batch | MACs | int8 GOPS | f32 GOPS | int8/f32 |\n|---|---|---|---|---|---|\n",
         gpu.adapter()
     );
     for (name, batch, macs) in rows {
-        let (Some(ti), Some(tf)) = (secs(format!("{name} b{batch} int8")), secs(format!("{name} b{batch} f32"))) else { continue };
+        let (Some(ti), Some(tf)) = (
+            secs(format!("{name} b{batch} int8")),
+            secs(format!("{name} b{batch} f32")),
+        ) else {
+            continue;
+        };
         let gops = |t: f64| 2.0 * macs as f64 / t / 1e9;
-        table += &format!("| {name} | {batch} | {:.1} M | {:.2} | {:.2} | {:.2}× |\n", macs as f64 / 1e6, gops(ti), gops(tf), tf / ti);
+        table += &format!(
+            "| {name} | {batch} | {:.1} M | {:.2} | {:.2} | {:.2}× |\n",
+            macs as f64 / 1e6,
+            gops(ti),
+            gops(tf),
+            tf / ti
+        );
     }
     println!("\n{table}");
-    let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/f8net-kernels.md"), &table);
+    let _ = std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/f8net-kernels.md"),
+        &table,
+    );
 }

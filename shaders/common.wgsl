@@ -67,3 +67,14 @@ fn unpack_codes(w: u32, signed: u32) -> vec4<i32> {
     }
     return vec4<i32>(unpack4xU8(w));
 }
+
+// The fused epilogue of conv/linear/depthwise kernels, after the bias was added
+// (src/reference/mod.rs `EpilogueSpec::apply`): rounding shift, the layer's clamp
+// (ReLU/ReLU6, in output units), then the 8-bit code range for packed outputs.
+fn epilogue_value(a: i32, shift: i32, clamp_lo: i32, clamp_hi: i32, out_mode: u32, out_signed: u32) -> i32 {
+    let v = clamp(shift_round(a, shift), clamp_lo, clamp_hi);
+    if (out_mode == 0u) {
+        return clamp(v, code_lo(out_signed), code_hi(out_signed));
+    }
+    return v;
+}

@@ -52,7 +52,7 @@ struct Params {
     out_signed: u32, // packed output: 1 = int8, 0 = uint8
     clamp_lo: i32,   // extra clamp in output units (ReLU / ReLU6)
     clamp_hi: i32,
-    _pad0: u32,
+    n_valid: u32,    // logical output channels: lanes at or past it are written 0
     _pad1: u32,
 }
 
@@ -153,8 +153,6 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (c >= p.n) {
         return;
     }
-    let lo = max(p.clamp_lo, select(-I32_SAT, code_lo(p.out_signed), p.out_mode == 0u));
-    let hi = min(p.clamp_hi, select(I32_SAT, code_hi(p.out_signed), p.out_mode == 0u));
     var corr: array<i32, TN>;
     for (var j = 0u; j < TN; j++) {
         corr[j] = select(0, wsum[c + j] << 7u, p.x_xor != 0u);
@@ -167,8 +165,9 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var q: vec4<i32>;
         for (var j = 0u; j < TN; j++) {
             let a = sat_add(acc[i][j] + corr[j], bias[c + j]);
-            q[j] = clamp(shift_round(a, shift[c + j]), lo, hi);
+            q[j] = epilogue_value(a, shift[c + j], p.clamp_lo, p.clamp_hi, p.out_mode, p.out_signed);
         }
+        q = select(vec4<i32>(0), q, vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n_valid));
         if (p.out_mode == 0u) {
             out[(r * p.n + c) / 4u] = pack_codes(q, p.out_signed);
         } else {

@@ -111,12 +111,8 @@ fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         }
         var q: vec4<i32>;
         for (var l = 0u; l < 4u; l++) {
-            var v = shift_round(sat_add(acc[j][l], bv[l]), sv[l]);
-            v = clamp(v, p.clamp_lo, p.clamp_hi);
-            if (p.out_mode == 0u) {
-                v = clamp(v, code_lo(p.out_signed), code_hi(p.out_signed));
-            }
-            q[l] = v;
+            let a = sat_add(acc[j][l], bv[l]);
+            q[l] = epilogue_value(a, sv[l], p.clamp_lo, p.clamp_hi, p.out_mode, p.out_signed);
         }
         q = select(vec4<i32>(0), q, live);
         let word = ((b * p.oh + oy) * p.ow + ox) * p.c4 + cw;

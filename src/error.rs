@@ -21,8 +21,15 @@ pub enum Error {
     #[error("{op}: {msg}")]
     Range { op: &'static str, msg: String },
     /// A buffer larger than the device allows for one binding.
-    #[error("{op}: buffer of {bytes} bytes exceeds the device binding limit of {limit} bytes ({msg})")]
-    TooLarge { op: &'static str, bytes: u64, limit: u64, msg: String },
+    #[error(
+        "{op}: buffer of {bytes} bytes exceeds the device binding limit of {limit} bytes ({msg})"
+    )]
+    TooLarge {
+        op: &'static str,
+        bytes: u64,
+        limit: u64,
+        msg: String,
+    },
     /// A model, checkpoint, image or dataset file that cannot be used.
     #[error("{path}: {msg}")]
     File { path: String, msg: String },
@@ -32,15 +39,27 @@ pub enum Error {
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape { op, msg: msg.into() }
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn range(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Range { op, msg: msg.into() }
+        Error::Range {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn gpu(op: &'static str, msg: impl std::fmt::Display) -> Self {
-        Error::Gpu { op, msg: msg.to_string() }
+        Error::Gpu {
+            op,
+            msg: msg.to_string(),
+        }
     }
     pub fn file(path: impl std::fmt::Display, msg: impl Into<String>) -> Self {
-        Error::File { path: path.to_string(), msg: msg.into() }
+        Error::File {
+            path: path.to_string(),
+            msg: msg.into(),
+        }
     }
 }

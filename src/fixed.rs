@@ -157,7 +157,10 @@ pub fn check_shift(op: &'static str, shift: i32) -> Result<()> {
     if (-31..=31).contains(&shift) {
         Ok(())
     } else {
-        Err(Error::range(op, format!("shift {shift} out of range -31..=31")))
+        Err(Error::range(
+            op,
+            format!("shift {shift} out of range -31..=31"),
+        ))
     }
 }
 

@@ -93,7 +93,9 @@ impl RunningFl {
 /// or x = ReLU(N(0, σ²)) (unsigned) in `format`, by numerical integration (Simpson per cell).
 pub fn gaussian_relative_error(sigma: f64, format: Format) -> f64 {
     let step = (-format.fl as f64).exp2();
-    let pdf = |x: f64| (-(x * x) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+    let pdf = |x: f64| {
+        (-(x * x) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
+    };
     let lo_code = format.min_code() as f64;
     let hi_code = format.max_code() as f64;
     // Error of x given its nearest code (ties have zero measure).

@@ -20,8 +20,8 @@ pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod ops;
-pub mod quantize;
 pub mod preprocess;
+pub mod quantize;
 pub mod reference;
 pub mod tensor;
 

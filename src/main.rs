@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "f8net", version, about = "F8Net fixed-point 8-bit networks on wgpu")]
+#[command(
+    name = "f8net",
+    version,
+    about = "F8Net fixed-point 8-bit networks on wgpu"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,11 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .with_context(|| format!("{}: cannot read folder", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
-                    let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+                    let ext = f
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("")
+                        .to_lowercase();
                     matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp")
                 })
                 .collect();
@@ -197,8 +205,24 @@ impl Runner {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Infer { inputs, model, top, json, cpu, batch } => infer(&inputs, &model, top, json, cpu, batch),
-        Command::Quantize { float, calib, out, weights, weight_fl, act_fl, pact, bias_correction } => {
+        Command::Infer {
+            inputs,
+            model,
+            top,
+            json,
+            cpu,
+            batch,
+        } => infer(&inputs, &model, top, json, cpu, batch),
+        Command::Quantize {
+            float,
+            calib,
+            out,
+            weights,
+            weight_fl,
+            act_fl,
+            pact,
+            bias_correction,
+        } => {
             let opts = QuantizeOptions {
                 weight_fl: match (weights, weight_fl) {
                     (WeightScheme::PerChannel, _) => WeightFl::PerChannelGrid,
@@ -220,7 +244,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             quantize_cmd(&float, &calib, &out, &opts)
         }
-        Command::Compare { inputs, float, model, cpu } => compare(&inputs, &float, &model, cpu),
+        Command::Compare {
+            inputs,
+            float,
+            model,
+            cpu,
+        } => compare(&inputs, &float, &model, cpu),
         Command::Adapters => {
             let list = f8net::gpu::list_adapters();
             if list.is_empty() {
@@ -233,17 +262,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train => bail!("train is not available yet (F8Net QAT is being built: issue 4)"),
         Command::Eval => bail!("eval is not available yet (issue 5)"),
-        Command::Bench => bail!("f8net bench is not available yet; `cargo bench` runs the kernel benchmarks"),
+        Command::Bench => {
+            bail!("f8net bench is not available yet; `cargo bench` runs the kernel benchmarks")
+        }
     }
 }
 
-fn infer(inputs: &[PathBuf], model: &Option<PathBuf>, top: usize, json: bool, cpu: bool, batch: usize) -> Result<()> {
+fn infer(
+    inputs: &[PathBuf],
+    model: &Option<PathBuf>,
+    top: usize,
+    json: bool,
+    cpu: bool,
+    batch: usize,
+) -> Result<()> {
     if top == 0 || batch == 0 {
         bail!("--top and --batch must be at least 1");
     }
     let files = collect_images(inputs)?;
     if files.is_empty() {
-        bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no images found in {}",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let runner = Runner::new(load_model(model)?, cpu)?;
     let labels = builtin::labels();
@@ -284,7 +329,12 @@ fn infer(inputs: &[PathBuf], model: &Option<PathBuf>, top: usize, json: bool, cp
             } else {
                 println!("{}  ({ms:.1} ms/image)", path.display());
                 for &i in &best {
-                    println!("  {:>3}  {:.4}  {}", i, p[i], labels.get(i).copied().unwrap_or("?"));
+                    println!(
+                        "  {:>3}  {:.4}  {}",
+                        i,
+                        p[i],
+                        labels.get(i).copied().unwrap_or("?")
+                    );
                 }
             }
         }
@@ -328,11 +378,20 @@ fn quantize_cmd(float: &Path, calib: &Path, out: &Path, opts: &QuantizeOptions) 
     let x: Vec<f32> = images.iter().flat_map(|b| builtin::normalize(b)).collect();
     let input_format = Format::signed(7)?;
     let start = Instant::now();
-    eprintln!("quantizing {} with {} on {} images ...", fmodel.name, opts.describe(), images.len());
+    eprintln!(
+        "quantizing {} with {} on {} images ...",
+        fmodel.name,
+        opts.describe(),
+        images.len()
+    );
     let model = quantize::quantize(&fmodel, &x, images.len(), input_format, opts)?;
     file::save(&model, out)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("wrote {} ({bytes} bytes) in {:.1} s", out.display(), start.elapsed().as_secs_f64());
+    println!(
+        "wrote {} ({bytes} bytes) in {:.1} s",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

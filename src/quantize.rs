@@ -113,7 +113,13 @@ fn quantize_weights(w: &[f32], cout: usize, scheme: WeightFl) -> (Vec<i32>, Vec<
     let per = w.len() / cout.max(1);
     let fls: Vec<i32> = match scheme {
         WeightFl::PerChannelGrid => (0..cout)
-            .map(|c| fl_grid_search(&w[c * per..(c + 1) * per], Signedness::Signed, FlRange::Wide))
+            .map(|c| {
+                fl_grid_search(
+                    &w[c * per..(c + 1) * per],
+                    Signedness::Signed,
+                    FlRange::Wide,
+                )
+            })
             .collect(),
         WeightFl::PerLayerGrid => {
             vec![fl_grid_search(w, Signedness::Signed, FlRange::Paper); cout]
@@ -123,7 +129,13 @@ fn quantize_weights(w: &[f32], cout: usize, scheme: WeightFl) -> (Vec<i32>, Vec<
     let codes = w
         .iter()
         .enumerate()
-        .map(|(i, &v)| Format { signedness: Signedness::Signed, fl: fls[i / per] }.quantize(v))
+        .map(|(i, &v)| {
+            Format {
+                signedness: Signedness::Signed,
+                fl: fls[i / per],
+            }
+            .quantize(v)
+        })
         .collect();
     (codes, fls)
 }
@@ -156,17 +168,28 @@ fn plan_tensors(
         }
     }
     let pact_scale = 256.0 * 6.0 / 255.0;
-    let mut plans = vec![Plan { scale: 1.0, fmt8: input_format, int32: false }];
+    let mut plans = vec![Plan {
+        scale: 1.0,
+        fmt8: input_format,
+        int32: false,
+    }];
     for (i, node) in float.nodes.iter().enumerate() {
         let out = i + 1;
         let (scale, act) = match node {
             FloatNode::Conv { conv, .. } => {
-                let s = if opts.pact == Pact::Relu6 && conv.act == Activation::Relu6 { pact_scale } else { 1.0 };
+                let s = if opts.pact == Pact::Relu6 && conv.act == Activation::Relu6 {
+                    pact_scale
+                } else {
+                    1.0
+                };
                 (s, conv.act)
             }
             FloatNode::Add { a, b, act } => {
                 if plans[*a].scale != plans[*b].scale {
-                    return Err(Error::range("quantize", format!("residual add of tensors {a} and {b} with different scales")));
+                    return Err(Error::range(
+                        "quantize",
+                        format!("residual add of tensors {a} and {b} with different scales"),
+                    ));
                 }
                 int32[out] = true;
                 (plans[*a].scale, *act)
@@ -175,7 +198,10 @@ fn plan_tensors(
                 let [h, w, _] = shapes[*input];
                 let shift = avgpool_shift(h * w);
                 int32[out] = true;
-                (plans[*input].scale * (shift as f32).exp2() / (h * w) as f32, Activation::None)
+                (
+                    plans[*input].scale * (shift as f32).exp2() / (h * w) as f32,
+                    Activation::None,
+                )
             }
             FloatNode::Linear { .. } => (1.0, Activation::None),
         };
@@ -184,11 +210,18 @@ fn plan_tensors(
             Activation::None => Signedness::Signed,
         };
         let fmt8 = if scale == pact_scale {
-            Format { signedness: Signedness::Unsigned, fl: 8 }
+            Format {
+                signedness: Signedness::Unsigned,
+                fl: 8,
+            }
         } else {
             act_format(&sample(&acts[out], scale), signedness, opts.act_fl)
         };
-        plans.push(Plan { scale, fmt8, int32: int32[out] });
+        plans.push(Plan {
+            scale,
+            fmt8,
+            int32: int32[out],
+        });
     }
     Ok(plans)
 }
@@ -212,24 +245,51 @@ fn int_layer(e: &Effective, x: Format, out: &Plan, opts: &QuantizeOptions) -> Re
         (OutputKind::Codes(out.fmt8.signedness), out.fmt8.fl)
     };
     let bias = (0..cout)
-        .map(|c| saturate_i32((b[c] as f64 * ((x.fl + fls[c]) as f64).exp2()).round_ties_even() as i64))
+        .map(|c| {
+            saturate_i32((b[c] as f64 * ((x.fl + fls[c]) as f64).exp2()).round_ties_even() as i64)
+        })
         .collect();
     let shift: Vec<i32> = fls.iter().map(|fl| x.fl + fl - fl_out).collect();
     if let Some(s) = shift.iter().find(|s| !(-31..=31).contains(*s)) {
-        return Err(Error::range("quantize", format!("{name}: shift {s} out of range")));
+        return Err(Error::range(
+            "quantize",
+            format!("{name}: shift {s} out of range"),
+        ));
     }
     let (clamp_lo, clamp_hi) = match act {
         Activation::None => (-i32::MAX, i32::MAX),
         Activation::Relu => (0, i32::MAX),
-        Activation::Relu6 => (0, ((6.0 / out.scale as f64) * (fl_out as f64).exp2()).round_ties_even().min(i32::MAX as f64) as i32),
+        Activation::Relu6 => (
+            0,
+            ((6.0 / out.scale as f64) * (fl_out as f64).exp2())
+                .round_ties_even()
+                .min(i32::MAX as f64) as i32,
+        ),
     };
-    let ep = EpilogueSpec { bias, shift, output, clamp_lo, clamp_hi };
-    Ok(IntLayer { name: name.to_string(), weight: codes, weight_fl: fls, ep })
+    let ep = EpilogueSpec {
+        bias,
+        shift,
+        output,
+        clamp_lo,
+        clamp_hi,
+    };
+    Ok(IntLayer {
+        name: name.to_string(),
+        weight: codes,
+        weight_fl: fls,
+        ep,
+    })
 }
 
 /// Convert `float` with calibration inputs `calib` (NHWC floats of `n` images, already
 /// normalized as the float model expects) whose codes are `input_format`.
-pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Format, opts: &QuantizeOptions) -> Result<IntModel> {
+pub fn quantize(
+    float: &FloatModel,
+    calib: &[f32],
+    n: usize,
+    input_format: Format,
+    opts: &QuantizeOptions,
+) -> Result<IntModel> {
     let acts = float.forward_all(calib, n)?;
     let plans = plan_tensors(float, &acts, input_format, opts)?;
     let mut nodes: Vec<IntNode> = Vec::new();
@@ -238,11 +298,20 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
     let mut codes: Vec<Option<usize>> = vec![None; acts.len()];
     codes[0] = Some(0);
     // The int tensor with the 8-bit codes of float tensor `t`, adding a Requantize if needed.
-    let ensure_codes = |t: usize, nodes: &mut Vec<IntNode>, codes: &mut [Option<usize>], native: &[usize]| -> usize {
+    let ensure_codes = |t: usize,
+                        nodes: &mut Vec<IntNode>,
+                        codes: &mut [Option<usize>],
+                        native: &[usize]|
+     -> usize {
         if let Some(j) = codes[t] {
             return j;
         }
-        nodes.push(IntNode::Requantize { input: native[t], out: plans[t].fmt8, clamp_lo: -i32::MAX, clamp_hi: i32::MAX });
+        nodes.push(IntNode::Requantize {
+            input: native[t],
+            out: plans[t].fmt8,
+            clamp_lo: -i32::MAX,
+            clamp_hi: i32::MAX,
+        });
         codes[t] = Some(nodes.len());
         nodes.len()
     };
@@ -261,9 +330,23 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
                     act: conv.act,
                 };
                 let layer = int_layer(&e, plans[*input].fmt8, &p, opts)?;
-                IntNode::Conv { input: x, kind: conv.kind, cout: conv.cout, cin: conv.cin, window: conv.window, layer }
+                IntNode::Conv {
+                    input: x,
+                    kind: conv.kind,
+                    cout: conv.cout,
+                    cin: conv.cin,
+                    window: conv.window,
+                    layer,
+                }
             }
-            FloatNode::Linear { input, name, n: classes, k, weight, bias } => {
+            FloatNode::Linear {
+                input,
+                name,
+                n: classes,
+                k,
+                weight,
+                bias,
+            } => {
                 let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
                 let ratio = plans[*input].scale / p.scale;
                 let e = Effective {
@@ -274,19 +357,36 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
                     act: Activation::None,
                 };
                 let layer = int_layer(&e, plans[*input].fmt8, &p, opts)?;
-                IntNode::Linear { input: x, n: *classes, k: *k, layer }
+                IntNode::Linear {
+                    input: x,
+                    n: *classes,
+                    k: *k,
+                    layer,
+                }
             }
             FloatNode::Add { a, b, act } => {
                 let act = match act {
                     Activation::None => residual::Activation::Identity,
                     Activation::Relu => residual::Activation::Relu,
-                    Activation::Relu6 => return Err(Error::range("quantize", "ReLU6 after a residual add is not supported")),
+                    Activation::Relu6 => {
+                        return Err(Error::range(
+                            "quantize",
+                            "ReLU6 after a residual add is not supported",
+                        ))
+                    }
                 };
-                IntNode::Add { a: native[*a], b: native[*b], act }
+                IntNode::Add {
+                    a: native[*a],
+                    b: native[*b],
+                    act,
+                }
             }
             FloatNode::GlobalAvgPool { input } => {
                 let [h, w, _] = float.tensor_shapes()?[*input];
-                IntNode::GlobalAvgPool { input: native[*input], shift: avgpool_shift(h * w) }
+                IntNode::GlobalAvgPool {
+                    input: native[*input],
+                    shift: avgpool_shift(h * w),
+                }
             }
         };
         nodes.push(new);
@@ -302,7 +402,11 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
         input_c: float.input_c,
         input_format,
         nodes,
-        notes: format!("quantized from {} with {} on {n} calibration inputs", float.name, opts.describe()),
+        notes: format!(
+            "quantized from {} with {} on {n} calibration inputs",
+            float.name,
+            opts.describe()
+        ),
     };
     model.infer_tensors()?;
     if opts.bias_correction == BiasCorrection::On {
@@ -314,7 +418,14 @@ pub fn quantize(float: &FloatModel, calib: &[f32], n: usize, input_format: Forma
 /// Bias correction, layer by layer in graph order: for each conv/linear, the integer model's
 /// pre-activation output (from the already corrected earlier layers) is compared with the float
 /// layer applied to the float input; the per-channel mean difference goes into the int32 bias.
-fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], plans: &[Plan], native: &[usize], n: usize) -> Result<()> {
+fn correct_biases(
+    model: &mut IntModel,
+    float: &FloatModel,
+    acts: &[Vec<f32>],
+    plans: &[Plan],
+    native: &[usize],
+    n: usize,
+) -> Result<()> {
     let info = model.infer_tensors()?;
     let shapes = float.tensor_shapes()?;
     // Which float node produced each int node (for conv/linear only).
@@ -322,7 +433,10 @@ fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], p
     for (i, _) in float.nodes.iter().enumerate() {
         source[native[i + 1] - 1] = Some(i);
     }
-    let input_codes: Vec<i32> = acts[0].iter().map(|&v| model.input_format.quantize(v)).collect();
+    let input_codes: Vec<i32> = acts[0]
+        .iter()
+        .map(|&v| model.input_format.quantize(v))
+        .collect();
     let mut t: Vec<Vec<i32>> = vec![input_codes];
     for j in 0..model.nodes.len() {
         if let Some(fi) = source[j] {
@@ -330,7 +444,14 @@ fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], p
             let out_plan = plans[fi + 1];
             let (finput, fconv) = match fnode {
                 FloatNode::Conv { input, conv } => (*input, conv.clone()),
-                FloatNode::Linear { input, name, n: classes, k, weight, bias } => {
+                FloatNode::Linear {
+                    input,
+                    name,
+                    n: classes,
+                    k,
+                    weight,
+                    bias,
+                } => {
                     let c = FloatConv {
                         name: name.clone(),
                         kind: ConvKind::Dense,
@@ -356,7 +477,13 @@ fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], p
                 name: "layer".into(),
                 input_hw: (h, w),
                 input_c: c,
-                nodes: vec![FloatNode::Conv { input: 0, conv: FloatConv { act: Activation::None, ..fconv } }],
+                nodes: vec![FloatNode::Conv {
+                    input: 0,
+                    conv: FloatConv {
+                        act: Activation::None,
+                        ..fconv
+                    },
+                }],
             };
             let want = pre.forward(&acts[finput], n)?;
             // Integer pre-activation: the same layer with an int32 output and no clamp.
@@ -379,13 +506,16 @@ fn correct_biases(model: &mut IntModel, float: &FloatModel, acts: &[Vec<f32>], p
             let mut diff = vec![0f64; cout];
             let per = want.len() / cout;
             for (i, (&g, &f)) in got.iter().zip(&want).enumerate() {
-                diff[i % cout] += f as f64 / out_plan.scale as f64 - g as f64 / (probe_fl as f64).exp2();
+                diff[i % cout] +=
+                    f as f64 / out_plan.scale as f64 - g as f64 / (probe_fl as f64).exp2();
             }
-            if let IntNode::Conv { layer, .. } | IntNode::Linear { layer, .. } = &mut model.nodes[j] {
+            if let IntNode::Conv { layer, .. } | IntNode::Linear { layer, .. } = &mut model.nodes[j]
+            {
                 let x_fl = input_fl(&info, &probe.nodes[j]);
                 for (c, d) in diff.iter().enumerate() {
                     let delta = d / per as f64 * ((x_fl + layer.weight_fl[c]) as f64).exp2();
-                    layer.ep.bias[c] = saturate_i32(layer.ep.bias[c] as i64 + delta.round_ties_even() as i64);
+                    layer.ep.bias[c] =
+                        saturate_i32(layer.ep.bias[c] as i64 + delta.round_ties_even() as i64);
                 }
             }
         }

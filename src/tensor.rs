@@ -24,7 +24,12 @@ impl Shape {
     }
     /// A [rows][c] matrix as an NHWC tensor with h = w = 1.
     pub fn matrix(rows: usize, c: usize) -> Shape {
-        Shape { n: rows, h: 1, w: 1, c }
+        Shape {
+            n: rows,
+            h: 1,
+            w: 1,
+            c,
+        }
     }
     pub fn pixels(&self) -> usize {
         self.n * self.h * self.w

@@ -49,24 +49,42 @@ fn tmp_dir(name: &str) -> PathBuf {
 /// A failed run: non-zero exit, stderr one or more `f8net:` lines mentioning `needle`, no panic.
 fn assert_clean_failure(out: &Output, needle: &str) {
     let err = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("f8net:")).collect();
     assert!(!lines.is_empty(), "no f8net: error line in {err}");
-    assert!(err.contains(needle), "stderr does not mention {needle}: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr does not mention {needle}: {err}"
+    );
 }
 
 #[test]
 fn infer_classifies_the_sample_photos() {
-    let mut args = vec!["infer", "assets/images/chelsea.jpg", "assets/images/coffee.jpg"];
+    let mut args = vec![
+        "infer",
+        "assets/images/chelsea.jpg",
+        "assets/images/coffee.jpg",
+    ];
     args.extend(backend());
     let out = f8net(&args);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let top = top1s(&stdout);
     assert_eq!(top.len(), 2, "{stdout}");
-    assert!((281..=285).contains(&top[0]), "cat photo top-1 {}: {stdout}", top[0]);
-    assert!([967, 968, 504].contains(&top[1]), "coffee top-1 {}: {stdout}", top[1]);
+    assert!(
+        (281..=285).contains(&top[0]),
+        "cat photo top-1 {}: {stdout}",
+        top[0]
+    );
+    assert!(
+        [967, 968, 504].contains(&top[1]),
+        "coffee top-1 {}: {stdout}",
+        top[1]
+    );
     assert!(stdout.contains("espresso"), "{stdout}");
 }
 
@@ -79,7 +97,12 @@ fn infer_json_and_top_k() {
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(v["top"].as_array().unwrap().len(), 3);
     assert_eq!(v["labels"].as_array().unwrap().len(), 3);
-    let p: Vec<f64> = v["probabilities"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let p: Vec<f64> = v["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert!(p[0] >= p[1] && p[1] >= p[2] && p[0] <= 1.0);
     assert!(v["path"].as_str().unwrap().ends_with("coffee.jpg"));
 }
@@ -89,7 +112,9 @@ fn bad_images_give_one_clear_line() {
     let d = tmp_dir("images");
     let text_file = d.join("notes.jpg");
     std::fs::write(&text_file, "this is not an image").unwrap();
-    let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images/chelsea.jpg")).unwrap();
+    let jpeg =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images/chelsea.jpg"))
+            .unwrap();
     let truncated = d.join("truncated.jpg");
     std::fs::write(&truncated, &jpeg[..2048]).unwrap();
     // A PNG header declaring 100000 × 100000 pixels.
@@ -114,7 +139,11 @@ fn bad_images_give_one_clear_line() {
 fn a_folder_with_one_bad_image_classifies_the_others() {
     let d = tmp_dir("folder");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(root.join("assets/images/coffee.jpg"), d.join("a_coffee.jpg")).unwrap();
+    std::fs::copy(
+        root.join("assets/images/coffee.jpg"),
+        d.join("a_coffee.jpg"),
+    )
+    .unwrap();
     std::fs::write(d.join("b_broken.jpg"), "broken").unwrap();
     std::fs::copy(root.join("assets/images/chelsea.jpg"), d.join("c_cat.jpg")).unwrap();
     let mut args = vec!["infer", d.to_str().unwrap()];
@@ -140,7 +169,13 @@ fn bad_model_files_give_one_clear_line() {
         (truncated, "truncated.safetensors"),
         (garbage, "garbage.safetensors"),
     ] {
-        let out = f8net(&["infer", "--cpu", "--model", path.to_str().unwrap(), "assets/images/coffee.jpg"]);
+        let out = f8net(&[
+            "infer",
+            "--cpu",
+            "--model",
+            path.to_str().unwrap(),
+            "assets/images/coffee.jpg",
+        ]);
         assert_clean_failure(&out, needle);
     }
 }

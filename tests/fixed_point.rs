@@ -2,9 +2,7 @@
 //! against a wide-integer oracle written here, independently of `src/fixed.rs`.
 
 use crate::common::Rng;
-use f8net::fixed::{
-    align_add, input_byte_format, requantize, shift_round, Format, Signedness,
-};
+use f8net::fixed::{align_add, input_byte_format, requantize, shift_round, Format, Signedness};
 use f8net::tensor::{pack_codes, unpack_codes};
 
 fn s(fl: i32) -> Format {
@@ -51,14 +49,24 @@ fn t5_requantize_accumulator() {
         (70000, 8, u(0), 255),
     ];
     for (acc, fl_in, out, want) in cases {
-        assert_eq!(requantize(acc, fl_in, out), want, "requantize({acc}, FL {fl_in} -> {out:?})");
+        assert_eq!(
+            requantize(acc, fl_in, out),
+            want,
+            "requantize({acc}, FL {fl_in} -> {out:?})"
+        );
     }
 }
 
 #[test]
 fn t6_dot_product_end_to_end() {
-    let x: Vec<i32> = [0.5, 1.25, 3.0, 0.0].iter().map(|&v| u(6).quantize(v)).collect();
-    let w: Vec<i32> = [0.25, 0.5, 0.125, 0.9].iter().map(|&v| s(7).quantize(v)).collect();
+    let x: Vec<i32> = [0.5, 1.25, 3.0, 0.0]
+        .iter()
+        .map(|&v| u(6).quantize(v))
+        .collect();
+    let w: Vec<i32> = [0.25, 0.5, 0.125, 0.9]
+        .iter()
+        .map(|&v| s(7).quantize(v))
+        .collect();
     assert_eq!(x, [32, 80, 192, 0]);
     assert_eq!(w, [32, 64, 16, 115]);
     let bias = (0.1f32 * 8192.0).round_ties_even() as i32;
@@ -113,9 +121,17 @@ fn every_byte_every_format() {
         for c in [1, 3, 4, 5, 7] {
             let take = codes.len() / c * c;
             let words = pack_codes(&codes[..take], c);
-            assert_eq!(unpack_codes(&words, c, signedness), &codes[..take], "pack c={c}");
+            assert_eq!(
+                unpack_codes(&words, c, signedness),
+                &codes[..take],
+                "pack c={c}"
+            );
         }
-        for fl in 0..=if signedness == Signedness::Signed { 7 } else { 8 } {
+        for fl in 0..=if signedness == Signedness::Signed {
+            7
+        } else {
+            8
+        } {
             let f = Format { signedness, fl };
             for &q in &codes {
                 assert_eq!(f.quantize(f.dequantize(q)), q, "{q} in {f:?}");
@@ -176,7 +192,11 @@ fn every_shift_matches_wide_oracle() {
     let accs = accumulators();
     for shift in -31..=31 {
         for &a in &accs {
-            assert_eq!(shift_round(a, shift) as i64, oracle_shift(a, shift), "shift_round({a}, {shift})");
+            assert_eq!(
+                shift_round(a, shift) as i64,
+                oracle_shift(a, shift),
+                "shift_round({a}, {shift})"
+            );
         }
     }
 }
@@ -190,11 +210,18 @@ fn requantize_matches_wide_oracle_for_every_shift_and_format() {
             Signedness::Unsigned => (0, 255),
         };
         for fl_out in [0, 3, 7] {
-            let out = Format { signedness, fl: fl_out };
+            let out = Format {
+                signedness,
+                fl: fl_out,
+            };
             for fl_in in fl_out..=fl_out + 31 {
                 for &a in accs.iter().step_by(7) {
                     let want = oracle_shift(a, fl_in - fl_out).clamp(lo, hi) as i32;
-                    assert_eq!(requantize(a, fl_in, out), want, "requantize({a}, {fl_in} -> {out:?})");
+                    assert_eq!(
+                        requantize(a, fl_in, out),
+                        want,
+                        "requantize({a}, {fl_in} -> {out:?})"
+                    );
                 }
             }
         }

@@ -5,7 +5,7 @@ mod common;
 mod fixed_point;
 mod fraclen;
 mod kernels;
-mod model_int;
 mod model_float;
+mod model_int;
 mod quantize;
 mod shaders;

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    preprocess::load_rgb_raw(&path, 224, 224).unwrap().into_bytes()
+    preprocess::load_rgb_raw(&path, 224, 224)
+        .unwrap()
+        .into_bytes()
 }
 
 #[test]
@@ -36,10 +38,22 @@ fn gpu_logits_equal_cpu_reference_on_sample_photos() {
     let cpu = run_cpu::forward(&model, &codes, 2).unwrap();
     let on_gpu = GpuModel::upload(gpu, &model).unwrap();
     let got = on_gpu.forward(gpu, &codes, 2).unwrap();
-    assert_exact(&got, &cpu, "EfficientNet-Lite0 logits, GPU vs CPU reference");
+    assert_exact(
+        &got,
+        &cpu,
+        "EfficientNet-Lite0 logits, GPU vs CPU reference",
+    );
     let top1 = |l: &[i32]| f8net::compare::top_k(l, 1)[0];
-    assert!((281..=285).contains(&top1(&cpu[..1000])), "cat photo top-1 {}", top1(&cpu[..1000]));
-    assert!([967, 968, 504].contains(&top1(&cpu[1000..])), "coffee top-1 {}", top1(&cpu[1000..]));
+    assert!(
+        (281..=285).contains(&top1(&cpu[..1000])),
+        "cat photo top-1 {}",
+        top1(&cpu[..1000])
+    );
+    assert!(
+        [967, 968, 504].contains(&top1(&cpu[1000..])),
+        "coffee top-1 {}",
+        top1(&cpu[1000..])
+    );
 }
 
 /// The builtin file with its metadata edited by `edit`.
@@ -64,7 +78,11 @@ fn corrupt_models_are_refused() {
     assert!(err(&v2).contains("version 2"), "{}", err(&v2));
     // An activation FL outside the paper's range (signed 0..=7).
     let bad_fl = with_metadata(|m| {
-        let g = m.get("f8net.graph").unwrap().replacen(r#""input_format":{"fl":7"#, r#""input_format":{"fl":9"#, 1);
+        let g = m.get("f8net.graph").unwrap().replacen(
+            r#""input_format":{"fl":7"#,
+            r#""input_format":{"fl":9"#,
+            1,
+        );
         m.insert("f8net.graph".into(), g);
     });
     let msg = err(&bad_fl);

@@ -34,9 +34,23 @@ fn quantize_writes_a_working_model_and_keeps_old_files_on_failure() {
         std::fs::copy(root.join("assets/calib").join(f), calib.join(f)).unwrap();
     }
     let out = d.join("m.safetensors");
-    let r = f8net(&["quantize", FLOAT, "--calib", calib.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = f8net(&[
+        "quantize",
+        FLOAT,
+        "--calib",
+        calib.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let r = f8net(&["infer", "--cpu", "--json", "--model", out.to_str().unwrap(), "assets/images/coffee.jpg"]);
+    let r = f8net(&[
+        "infer",
+        "--cpu",
+        "--json",
+        "--model",
+        out.to_str().unwrap(),
+        "assets/images/coffee.jpg",
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let top1 = v["top"][0].as_u64().unwrap();
@@ -45,7 +59,14 @@ fn quantize_writes_a_working_model_and_keeps_old_files_on_failure() {
     let before = std::fs::read(&out).unwrap();
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let r = f8net(&["quantize", FLOAT, "--calib", empty.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = f8net(&[
+        "quantize",
+        FLOAT,
+        "--calib",
+        empty.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).starts_with("f8net: "));
     assert_eq!(std::fs::read(&out).unwrap(), before);
@@ -63,7 +84,13 @@ fn builtin_model_agrees_with_float_on_the_evaluation_set() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     eprintln!("{report}");
     assert!(report.contains("inputs: 54"), "{report}");
-    assert!(rate(&report, "float top-1 in fixed-point top-5") >= 0.98, "{report}");
-    assert!(rate(&report, "top-1 agreement where float") >= 0.98, "{report}");
+    assert!(
+        rate(&report, "float top-1 in fixed-point top-5") >= 0.98,
+        "{report}"
+    );
+    assert!(
+        rate(&report, "top-1 agreement where float") >= 0.98,
+        "{report}"
+    );
     assert!(rate(&report, "top-1 agreement:") >= 0.90, "{report}");
 }

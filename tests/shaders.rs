@@ -51,22 +51,39 @@ fn every_kernel_entry_point_exists() {
 
 #[test]
 fn params_structs_match_their_rust_mirrors() {
-    use std::mem::size_of;
     use f8net::ops::*;
+    use std::mem::size_of;
     let mirrors: &[(Shader, usize)] = &[
         (Shader::Gemm, size_of::<gemm::GemmParams>()),
         (Shader::GemmF32, size_of::<gemm_f32::GemmF32Params>()),
         (Shader::Conv, size_of::<conv::ConvParams>()),
         (Shader::ConvF32, size_of::<conv_f32::ConvF32Params>()),
         (Shader::Depthwise, size_of::<depthwise::DepthwiseParams>()),
-        (Shader::DepthwiseF32, size_of::<depthwise_f32::DepthwiseF32Params>()),
+        (
+            Shader::DepthwiseF32,
+            size_of::<depthwise_f32::DepthwiseF32Params>(),
+        ),
         (Shader::Residual, size_of::<residual::ResidualParams>()),
         (Shader::Pool, size_of::<pool::PoolParams>()),
         (Shader::Quantize, size_of::<quantize::QuantizeParams>()),
     ];
-    assert_eq!(mirrors.len(), Shader::ALL.len(), "every shader needs a Params mirror here");
+    assert_eq!(
+        mirrors.len(),
+        Shader::ALL.len(),
+        "every shader needs a Params mirror here"
+    );
     for &(shader, size) in mirrors {
-        assert_eq!(params_size(shader) as usize, size, "{} Params vs Rust mirror", shader.file());
-        assert_eq!(size % 16, 0, "{} Params size {size} is not a multiple of 16", shader.file());
+        assert_eq!(
+            params_size(shader) as usize,
+            size,
+            "{} Params vs Rust mirror",
+            shader.file()
+        );
+        assert_eq!(
+            size % 16,
+            0,
+            "{} Params size {size} is not a multiple of 16",
+            shader.file()
+        );
     }
 }

@@ -105,12 +105,24 @@ impl Encoder {
     }
 
     /// Copy `src` into `dst` (same element count).
-    pub fn copy<T: Pod>(&mut self, src: &super::GpuBuffer<T>, dst: &super::GpuBuffer<T>) -> Result<()> {
+    pub fn copy<T: Pod>(
+        &mut self,
+        src: &super::GpuBuffer<T>,
+        dst: &super::GpuBuffer<T>,
+    ) -> Result<()> {
         if src.len() != dst.len() {
-            return Err(Error::shape("copy", format!("{} vs {} elements", src.len(), dst.len())));
+            return Err(Error::shape(
+                "copy",
+                format!("{} vs {} elements", src.len(), dst.len()),
+            ));
         }
-        self.enc
-            .copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, src.bytes().next_multiple_of(4));
+        self.enc.copy_buffer_to_buffer(
+            &src.buffer,
+            0,
+            &dst.buffer,
+            0,
+            src.bytes().next_multiple_of(4),
+        );
         Ok(())
     }
 

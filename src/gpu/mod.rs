@@ -51,7 +51,11 @@ pub struct AdapterSummary {
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}, {})", self.name, self.kind, self.backend, self.driver)
+        write!(
+            f,
+            "{} ({}, {}, {})",
+            self.name, self.kind, self.backend, self.driver
+        )
     }
 }
 
@@ -82,7 +86,9 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         name: info.name.clone(),
         kind: format!("{:?}", info.device_type),
         backend: format!("{:?}", info.backend),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
     }
 }
 
@@ -99,7 +105,11 @@ fn rank(kind: wgpu::DeviceType) -> u8 {
 /// Every adapter the Vulkan backend can see, in enumeration order.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::VULKAN));
-    adapters.iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+    adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summarize(i, a))
+        .collect()
 }
 
 impl Gpu {
@@ -199,7 +209,10 @@ impl Gpu {
 
     /// Names of the optional features the device got.
     pub fn feature_names(&self) -> Vec<String> {
-        self.features.iter_names().map(|(n, _)| n.to_string()).collect()
+        self.features
+            .iter_names()
+            .map(|(n, _)| n.to_string())
+            .collect()
     }
 
     /// Take the first uncaptured wgpu error, if any happened.

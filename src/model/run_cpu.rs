@@ -86,7 +86,12 @@ pub fn run_node(
             out,
             clamp_lo,
             clamp_hi,
-        } => quantize::requantize(&t[*input], fl_of(*input), *out, Some((*clamp_lo, *clamp_hi)))?,
+        } => quantize::requantize(
+            &t[*input],
+            fl_of(*input),
+            *out,
+            Some((*clamp_lo, *clamp_hi)),
+        )?,
         IntNode::Add { a, b, act } => {
             residual::residual_add(&t[*a], fl_of(*a), &t[*b], fl_of(*b), *act)?.0
         }

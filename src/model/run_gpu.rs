@@ -107,7 +107,9 @@ impl GpuModel {
         let shape = Shape::new(n, i.h, i.w, i.c);
         Ok(match i.ty {
             TensorType::Codes(f) => Tensor::Codes(GpuQTensor::alloc_filled(gpu, shape, f, 0)?),
-            TensorType::Int32 { fl } => Tensor::Int32(GpuI32Tensor::alloc_filled(gpu, shape, fl, 0)?),
+            TensorType::Int32 { fl } => {
+                Tensor::Int32(GpuI32Tensor::alloc_filled(gpu, shape, fl, 0)?)
+            }
         })
     }
 
@@ -124,79 +126,123 @@ impl GpuModel {
             match (node, &self.weights[j]) {
                 (IntNode::Conv { input, window, .. }, NodeWeights::Dense(w, ep)) => {
                     let x = t[*input].codes("conv")?;
-                    conv::record(gpu, &mut enc, &Conv2d {
-                        x: &x.data,
-                        x_signedness: x.format.signedness,
-                        shape: x.shape,
-                        weights: w,
-                        window: *window,
-                        epilogue: ep,
-                        out: out_buf(&out),
-                    })?;
+                    conv::record(
+                        gpu,
+                        &mut enc,
+                        &Conv2d {
+                            x: &x.data,
+                            x_signedness: x.format.signedness,
+                            shape: x.shape,
+                            weights: w,
+                            window: *window,
+                            epilogue: ep,
+                            out: out_buf(&out),
+                        },
+                    )?;
                 }
                 (IntNode::Conv { input, window, .. }, NodeWeights::Depthwise(w, ep)) => {
                     let x = t[*input].codes("depthwise")?;
-                    depthwise::record(gpu, &mut enc, &Depthwise {
-                        x: &x.data,
-                        x_signedness: x.format.signedness,
-                        shape: x.shape,
-                        window: *window,
-                        weights: w,
-                        epilogue: ep,
-                        out: out_buf(&out),
-                    })?;
+                    depthwise::record(
+                        gpu,
+                        &mut enc,
+                        &Depthwise {
+                            x: &x.data,
+                            x_signedness: x.format.signedness,
+                            shape: x.shape,
+                            window: *window,
+                            weights: w,
+                            epilogue: ep,
+                            out: out_buf(&out),
+                        },
+                    )?;
                 }
                 (IntNode::Linear { input, .. }, NodeWeights::Dense(w, ep)) => {
                     let x = t[*input].codes("linear")?;
-                    gemm::record(gpu, &mut enc, &Gemm {
-                        x: &x.data,
-                        x_signedness: x.format.signedness,
-                        m: n,
-                        weights: w,
-                        epilogue: ep,
-                        out: out_buf(&out),
-                    })?;
+                    gemm::record(
+                        gpu,
+                        &mut enc,
+                        &Gemm {
+                            x: &x.data,
+                            x_signedness: x.format.signedness,
+                            m: n,
+                            weights: w,
+                            epilogue: ep,
+                            out: out_buf(&out),
+                        },
+                    )?;
                 }
-                (IntNode::Requantize { input, clamp_lo, clamp_hi, .. }, _) => {
-                    quantize::record_requantize(gpu, &mut enc, &Requantize {
-                        x: t[*input].int32("requantize")?,
-                        clamp: Some((*clamp_lo, *clamp_hi)),
-                        out: out.codes("requantize")?,
-                    })?;
+                (
+                    IntNode::Requantize {
+                        input,
+                        clamp_lo,
+                        clamp_hi,
+                        ..
+                    },
+                    _,
+                ) => {
+                    quantize::record_requantize(
+                        gpu,
+                        &mut enc,
+                        &Requantize {
+                            x: t[*input].int32("requantize")?,
+                            clamp: Some((*clamp_lo, *clamp_hi)),
+                            out: out.codes("requantize")?,
+                        },
+                    )?;
                 }
                 (IntNode::Add { a, b, act }, _) => {
-                    residual::record(gpu, &mut enc, &ResidualAdd {
-                        a: t[*a].int32("add")?,
-                        b: t[*b].int32("add")?,
-                        activation: *act,
-                        out: out.int32("add")?,
-                    })?;
+                    residual::record(
+                        gpu,
+                        &mut enc,
+                        &ResidualAdd {
+                            a: t[*a].int32("add")?,
+                            b: t[*b].int32("add")?,
+                            activation: *act,
+                            out: out.int32("add")?,
+                        },
+                    )?;
                 }
                 (IntNode::GlobalAvgPool { input, .. }, _) => {
                     let x = match &t[*input] {
                         Tensor::Codes(q) => PoolInput::Codes(q),
                         Tensor::Int32(q) => PoolInput::Int32(q),
                     };
-                    pool::record_global_avg_pool(gpu, &mut enc, &GlobalAvgPool {
-                        x,
-                        out: out.int32("pool")?,
-                    })?;
+                    pool::record_global_avg_pool(
+                        gpu,
+                        &mut enc,
+                        &GlobalAvgPool {
+                            x,
+                            out: out.int32("pool")?,
+                        },
+                    )?;
                 }
                 (IntNode::MaxPool { input, window }, _) => {
-                    pool::record_max_pool(gpu, &mut enc, &MaxPool {
-                        x: t[*input].codes("max pool")?,
-                        window: *window,
-                        out: out.codes("max pool")?,
-                    })?;
+                    pool::record_max_pool(
+                        gpu,
+                        &mut enc,
+                        &MaxPool {
+                            x: t[*input].codes("max pool")?,
+                            window: *window,
+                            out: out.codes("max pool")?,
+                        },
+                    )?;
                 }
-                _ => return Err(Error::shape("gpu forward", format!("node {j} has no uploaded weights"))),
+                _ => {
+                    return Err(Error::shape(
+                        "gpu forward",
+                        format!("node {j} has no uploaded weights"),
+                    ))
+                }
             }
             t.push(out);
         }
         gpu.submit(enc)?;
         match t.last() {
             Some(Tensor::Int32(logits)) => logits.download(gpu),
-            _ => Err(Error::shape("gpu forward", "model does not end in int32 logits")),
+            _ => Err(Error::shape(
+                "gpu forward",
+                "model does not end in int32 logits",
+            )),
         }
     }
 }

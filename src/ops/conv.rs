@@ -37,7 +37,7 @@ pub struct ConvParams {
     pub out_signed: u32,
     pub clamp_lo: i32,
     pub clamp_hi: i32,
-    pub _pad0: u32,
+    pub n_valid: u32,
     pub _pad1: u32,
 }
 
@@ -170,7 +170,7 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, c: &Conv2d<'_>) -> Result<()> {
         out_signed,
         clamp_lo: ep.clamp_lo,
         clamp_hi: ep.clamp_hi,
-        _pad0: 0,
+        n_valid: wts.n as u32,
         _pad1: 0,
     };
     let groups = [n_pad.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, 1];

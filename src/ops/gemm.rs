@@ -22,6 +22,10 @@ pub struct GemmParams {
     pub out_signed: u32,
     pub clamp_lo: i32,
     pub clamp_hi: i32,
+    pub n_valid: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 const TILE: usize = 64;
@@ -34,16 +38,32 @@ pub enum OutBuffer<'a> {
 }
 
 impl OutBuffer<'_> {
-    pub(crate) fn check(&self, op: &'static str, output: OutputKind, rows: usize, n: usize) -> Result<Bind<'_>> {
+    pub(crate) fn check(
+        &self,
+        op: &'static str,
+        output: OutputKind,
+        rows: usize,
+        n: usize,
+    ) -> Result<Bind<'_>> {
         let (bind, len, want) = match (self, output) {
-            (OutBuffer::Codes(b), OutputKind::Codes(_)) => (b.bind(), b.len(), rows * n.div_ceil(4)),
-            (OutBuffer::Int32(b), OutputKind::Int32) => (b.bind(), b.len(), rows * n.div_ceil(4) * 4),
+            (OutBuffer::Codes(b), OutputKind::Codes(_)) => {
+                (b.bind(), b.len(), rows * n.div_ceil(4))
+            }
+            (OutBuffer::Int32(b), OutputKind::Int32) => {
+                (b.bind(), b.len(), rows * n.div_ceil(4) * 4)
+            }
             _ => {
-                return Err(Error::shape(op, format!("output buffer kind does not match epilogue output {output:?}")))
+                return Err(Error::shape(
+                    op,
+                    format!("output buffer kind does not match epilogue output {output:?}"),
+                ))
             }
         };
         if len != want {
-            return Err(Error::shape(op, format!("output buffer has {len} elements, expected {want}")));
+            return Err(Error::shape(
+                op,
+                format!("output buffer has {len} elements, expected {want}"),
+            ));
         }
         Ok(bind)
     }
@@ -63,17 +83,27 @@ pub struct Gemm<'a> {
 pub fn record(gpu: &Gpu, enc: &mut Encoder, g: &Gemm<'_>) -> Result<()> {
     let (x, m, weights, ep) = (g.x, g.m, g.weights, g.epilogue);
     if weights.kh != 1 || weights.kw != 1 {
-        return Err(Error::shape("gemm", format!("weights are {}x{}, gemm needs 1x1", weights.kh, weights.kw)));
+        return Err(Error::shape(
+            "gemm",
+            format!("weights are {}x{}, gemm needs 1x1", weights.kh, weights.kw),
+        ));
     }
     let k4 = weights.k4();
     if x.len() != m * k4 {
         return Err(Error::shape(
             "gemm",
-            format!("x has {} words, expected [{m}, {k4}] for k = {}", x.len(), weights.cin),
+            format!(
+                "x has {} words, expected [{m}, {k4}] for k = {}",
+                x.len(),
+                weights.cin
+            ),
         ));
     }
     if ep.n != weights.n {
-        return Err(Error::shape("gemm", format!("epilogue for {} channels, weights have {}", ep.n, weights.n)));
+        return Err(Error::shape(
+            "gemm",
+            format!("epilogue for {} channels, weights have {}", ep.n, weights.n),
+        ));
     }
     let out_bind = g.out.check("gemm", ep.output, m, weights.n)?;
     let (out_mode, out_signed) = output_words(ep.output);
@@ -87,12 +117,23 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, g: &Gemm<'_>) -> Result<()> {
         out_signed,
         clamp_lo: ep.clamp_lo,
         clamp_hi: ep.clamp_hi,
+        n_valid: weights.n as u32,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let groups = [n_pad.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
     enc.dispatch(
         gpu,
         Kernel::Gemm,
-        &[x.bind(), weights.w.bind(), weights.wsum.bind(), ep.bias.bind(), ep.shift.bind(), out_bind],
+        &[
+            x.bind(),
+            weights.w.bind(),
+            weights.wsum.bind(),
+            ep.bias.bind(),
+            ep.shift.bind(),
+            out_bind,
+        ],
         &params,
         groups,
     )

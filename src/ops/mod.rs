@@ -6,8 +6,8 @@ pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
-pub mod gemm_f32;
 pub mod gemm;
+pub mod gemm_f32;
 pub mod pool;
 pub mod quantize;
 pub mod residual;
@@ -78,7 +78,14 @@ pub struct PackedWeights {
 
 impl PackedWeights {
     /// `codes`: OHWI int8 codes (−127..=127), `n · kh · kw · cin` of them.
-    pub fn upload(gpu: &Gpu, codes: &[i32], n: usize, kh: usize, kw: usize, cin: usize) -> Result<PackedWeights> {
+    pub fn upload(
+        gpu: &Gpu,
+        codes: &[i32],
+        n: usize,
+        kh: usize,
+        kw: usize,
+        cin: usize,
+    ) -> Result<PackedWeights> {
         if codes.len() != n * kh * kw * cin || n == 0 || kh == 0 || kw == 0 || cin == 0 {
             return Err(Error::shape(
                 "weights",
@@ -86,13 +93,18 @@ impl PackedWeights {
             ));
         }
         if let Some(bad) = codes.iter().find(|&&q| !(-127..=127).contains(&q)) {
-            return Err(Error::range("weights", format!("weight code {bad} outside -127..=127")));
+            return Err(Error::range(
+                "weights",
+                format!("weight code {bad} outside -127..=127"),
+            ));
         }
         check_reduction("weights", kh * kw * cin)?;
         let words = crate::tensor::pack_codes(codes, cin);
         let np = n.div_ceil(4) * 4;
         let per = kh * kw * cin;
-        let mut wsum: Vec<i32> = (0..n).map(|o| codes[o * per..(o + 1) * per].iter().sum()).collect();
+        let mut wsum: Vec<i32> = (0..n)
+            .map(|o| codes[o * per..(o + 1) * per].iter().sum())
+            .collect();
         wsum.resize(np, 0);
         // Pad output channels to a multiple of 4 with zero weights.
         let mut w = words;

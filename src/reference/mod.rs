@@ -8,8 +8,8 @@ pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
-pub mod gemm_f32;
 pub mod gemm;
+pub mod gemm_f32;
 pub mod pool;
 pub mod quantize;
 pub mod residual;
@@ -96,7 +96,9 @@ pub fn check_reduction(op: &'static str, k: usize) -> Result<()> {
     if k > MAX_REDUCTION {
         return Err(Error::range(
             op,
-            format!("reduction length {k} exceeds {MAX_REDUCTION}: int32 accumulators could overflow"),
+            format!(
+                "reduction length {k} exceeds {MAX_REDUCTION}: int32 accumulators could overflow"
+            ),
         ));
     }
     Ok(())
@@ -158,14 +160,23 @@ impl Window {
         let ph = h + self.pad_top + self.pad_bottom;
         let pw = w + self.pad_left + self.pad_right;
         if self.kh == 0 || self.kw == 0 || self.stride_h == 0 || self.stride_w == 0 {
-            return Err(Error::shape(op, format!("empty kernel or zero stride in {self:?}")));
+            return Err(Error::shape(
+                op,
+                format!("empty kernel or zero stride in {self:?}"),
+            ));
         }
         if ph < self.kh || pw < self.kw {
             return Err(Error::shape(
                 op,
-                format!("{}x{} kernel does not fit a padded {ph}x{pw} input", self.kh, self.kw),
+                format!(
+                    "{}x{} kernel does not fit a padded {ph}x{pw} input",
+                    self.kh, self.kw
+                ),
             ));
         }
-        Ok(((ph - self.kh) / self.stride_h + 1, (pw - self.kw) / self.stride_w + 1))
+        Ok((
+            (ph - self.kh) / self.stride_h + 1,
+            (pw - self.kw) / self.stride_w + 1,
+        ))
     }
 }

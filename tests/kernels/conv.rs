@@ -56,10 +56,11 @@ fn asym(kh: usize, kw: usize, stride: usize, pads: [usize; 4]) -> Window {
 fn random_epilogue(rng: &mut Rng, n: usize, output: OutputKind) -> EpilogueSpec {
     let per_channel = rng.int(0, 1) == 1;
     let base_shift = rng.int(-2, 12);
-    let (clamp_lo, clamp_hi) = match rng.int(0, 2) {
+    let (clamp_lo, clamp_hi) = match rng.int(0, 3) {
         0 => (-i32::MAX, i32::MAX),
         1 => (0, i32::MAX),           // ReLU
-        _ => (0, 6 << rng.int(0, 4)), // ReLU6 at some output FL
+        2 => (0, 6 << rng.int(0, 4)), // ReLU6 at some output FL
+        _ => (-1000, -500),           // entirely below every code range: the code range wins
     };
     EpilogueSpec {
         bias: (0..n).map(|_| rng.int(-1 << 18, 1 << 18)).collect(),

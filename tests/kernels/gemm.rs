@@ -29,7 +29,11 @@ fn code_range(s: Signedness) -> (i32, i32) {
 
 impl GemmProblem {
     fn random(rng: &mut Rng, m: usize, n: usize, k: usize) -> GemmProblem {
-        let x_signedness = if rng.int(0, 1) == 0 { Signedness::Signed } else { Signedness::Unsigned };
+        let x_signedness = if rng.int(0, 1) == 0 {
+            Signedness::Signed
+        } else {
+            Signedness::Unsigned
+        };
         let (lo, hi) = code_range(x_signedness);
         let output = match rng.int(0, 2) {
             0 => OutputKind::Codes(Signedness::Signed),
@@ -38,15 +42,22 @@ impl GemmProblem {
         };
         let per_channel = rng.int(0, 1) == 1;
         let base_shift = rng.int(-2, 14);
-        let (clamp_lo, clamp_hi) = match rng.int(0, 2) {
+        let (clamp_lo, clamp_hi) = match rng.int(0, 3) {
             0 => (-i32::MAX, i32::MAX),
-            1 => (0, i32::MAX),             // ReLU
-            _ => (0, 6 << rng.int(0, 4)),   // ReLU6 at some output FL
+            1 => (0, i32::MAX),           // ReLU
+            2 => (0, 6 << rng.int(0, 4)), // ReLU6 at some output FL
+            _ => (-1000, -500),           // entirely below every code range: the code range wins
         };
         let ep = EpilogueSpec {
             bias: (0..n).map(|_| rng.int(-1 << 20, 1 << 20)).collect(),
             shift: (0..n)
-                .map(|_| if per_channel { rng.int(-3, 16) } else { base_shift })
+                .map(|_| {
+                    if per_channel {
+                        rng.int(-3, 16)
+                    } else {
+                        base_shift
+                    }
+                })
                 .collect(),
             output,
             clamp_lo,
@@ -71,8 +82,17 @@ impl GemmProblem {
         let rows = self.m;
         match self.ep.output {
             OutputKind::Codes(s) => {
-                let out = gpu.alloc_filled(rows * self.n.div_ceil(4), POISON_U32).unwrap();
-                let g = Gemm { x: &x, x_signedness: self.x_signedness, m: rows, weights: &w, epilogue: &ep, out: OutBuffer::Codes(&out) };
+                let out = gpu
+                    .alloc_filled(rows * self.n.div_ceil(4), POISON_U32)
+                    .unwrap();
+                let g = Gemm {
+                    x: &x,
+                    x_signedness: self.x_signedness,
+                    m: rows,
+                    weights: &w,
+                    epilogue: &ep,
+                    out: OutBuffer::Codes(&out),
+                };
                 gemm::record(gpu, &mut enc, &g).unwrap();
                 gpu.submit(enc).unwrap();
                 let words = gpu.read(&out).unwrap();
@@ -87,8 +107,17 @@ impl GemmProblem {
                 unpack_codes(&words, self.n, s)
             }
             OutputKind::Int32 => {
-                let out = gpu.alloc_filled(rows * self.n.div_ceil(4) * 4, POISON_I32).unwrap();
-                let g = Gemm { x: &x, x_signedness: self.x_signedness, m: rows, weights: &w, epilogue: &ep, out: OutBuffer::Int32(&out) };
+                let out = gpu
+                    .alloc_filled(rows * self.n.div_ceil(4) * 4, POISON_I32)
+                    .unwrap();
+                let g = Gemm {
+                    x: &x,
+                    x_signedness: self.x_signedness,
+                    m: rows,
+                    weights: &w,
+                    epilogue: &ep,
+                    out: OutBuffer::Int32(&out),
+                };
                 gemm::record(gpu, &mut enc, &g).unwrap();
                 gpu.submit(enc).unwrap();
                 unpad_channels(&gpu.read(&out).unwrap(), self.n)
@@ -101,7 +130,13 @@ impl GemmProblem {
         let got = self.run(gpu);
         let ctx = format!(
             "{label}: m={} n={} k={} x={:?} out={:?} clamp={}..{}",
-            self.m, self.n, self.k, self.x_signedness, self.ep.output, self.ep.clamp_lo, self.ep.clamp_hi
+            self.m,
+            self.n,
+            self.k,
+            self.x_signedness,
+            self.ep.output,
+            self.ep.clamp_lo,
+            self.ep.clamp_hi
         );
         assert_exact(&got, &want, &ctx);
     }
@@ -113,7 +148,16 @@ fn gemm_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(0x6e33);
     // Named edge cases first: 1×1, K not a multiple of 4 or of the 32-code slab, N not a
     // multiple of 4 or of the 64 tile, M across tile edges.
-    let shapes = [(1, 1, 1), (1, 4, 4), (3, 5, 7), (64, 64, 32), (65, 63, 33), (130, 72, 200), (7, 130, 300), (200, 10, 1)];
+    let shapes = [
+        (1, 1, 1),
+        (1, 4, 4),
+        (3, 5, 7),
+        (64, 64, 32),
+        (65, 63, 33),
+        (130, 72, 200),
+        (7, 130, 300),
+        (200, 10, 1),
+    ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         GemmProblem::random(&mut rng, m, n, k).check(gpu, &format!("edge case {i}"));
     }
@@ -130,14 +174,30 @@ fn gemm_saturates_like_reference() {
     // left shift, past int32.
     let (m, n, k) = (9, 12, 4096);
     for (xs, out, shift) in [
-        (Signedness::Unsigned, OutputKind::Codes(Signedness::Unsigned), 0),
+        (
+            Signedness::Unsigned,
+            OutputKind::Codes(Signedness::Unsigned),
+            0,
+        ),
         (Signedness::Signed, OutputKind::Codes(Signedness::Signed), 3),
         (Signedness::Unsigned, OutputKind::Int32, -6),
     ] {
         let (lo, hi) = code_range(xs);
-        let x: Vec<i32> = (0..m * k).map(|i| if i % 3 == 0 { lo } else { hi }).collect();
-        let w: Vec<i32> = (0..n * k).map(|i| if (i / k) % 2 == 0 { 127 } else { -127 }).collect();
-        let p = GemmProblem { m, n, k, x_signedness: xs, x, w, ep: EpilogueSpec::plain(n, shift, out) };
+        let x: Vec<i32> = (0..m * k)
+            .map(|i| if i % 3 == 0 { lo } else { hi })
+            .collect();
+        let w: Vec<i32> = (0..n * k)
+            .map(|i| if (i / k) % 2 == 0 { 127 } else { -127 })
+            .collect();
+        let p = GemmProblem {
+            m,
+            n,
+            k,
+            x_signedness: xs,
+            x,
+            w,
+            ep: EpilogueSpec::plain(n, shift, out),
+        };
         p.check(gpu, "saturation");
     }
 }
@@ -150,7 +210,14 @@ fn gemm_rejects_bad_shapes() {
     let x = gpu.upload(&[0u32; 5 * 2]).unwrap(); // k4 = 2, but weights need 3
     let out = gpu.alloc::<i32>(5 * 8).unwrap();
     let mut enc = gpu.encoder();
-    let g = Gemm { x: &x, x_signedness: Signedness::Signed, m: 5, weights: &w, epilogue: &ep, out: OutBuffer::Int32(&out) };
+    let g = Gemm {
+        x: &x,
+        x_signedness: Signedness::Signed,
+        m: 5,
+        weights: &w,
+        epilogue: &ep,
+        out: OutBuffer::Int32(&out),
+    };
     let err = gemm::record(gpu, &mut enc, &g).unwrap_err().to_string();
     assert!(err.contains("gemm") && err.contains("[5, 3]"), "{err}");
     // Weight codes outside -127..=127 and shifts outside -31..=31 are refused.
