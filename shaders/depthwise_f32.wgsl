@@ -101,3 +101,9 @@ fn depthwise_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         }
     }
 }
+
+// Training entry points, placeholders until written (issue 4).
+@compute @workgroup_size(1)
+fn depthwise_f32_backward_input() {}
+@compute @workgroup_size(1)
+fn depthwise_f32_backward_weight() {}

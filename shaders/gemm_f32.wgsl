@@ -93,3 +93,9 @@ fn gemm_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         }
     }
 }
+
+// Training entry points, placeholders until written (issue 4).
+@compute @workgroup_size(1)
+fn gemm_f32_backward_input() {}
+@compute @workgroup_size(1)
+fn gemm_f32_backward_weight() {}

@@ -17,6 +17,12 @@ pub enum Shader {
     Residual,
     Pool,
     Quantize,
+    Batchnorm,
+    Activation,
+    PoolF32,
+    Loss,
+    Optim,
+    FakeQuant,
 }
 
 macro_rules! with_common {
@@ -30,7 +36,7 @@ macro_rules! with_common {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Gemm,
         Shader::GemmF32,
         Shader::Conv,
@@ -40,6 +46,12 @@ impl Shader {
         Shader::Residual,
         Shader::Pool,
         Shader::Quantize,
+        Shader::Batchnorm,
+        Shader::Activation,
+        Shader::PoolF32,
+        Shader::Loss,
+        Shader::Optim,
+        Shader::FakeQuant,
     ];
 
     /// File name under `shaders/`.
@@ -54,6 +66,12 @@ impl Shader {
             Shader::Residual => "residual.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Quantize => "quantize.wgsl",
+            Shader::Batchnorm => "batchnorm.wgsl",
+            Shader::Activation => "activation.wgsl",
+            Shader::PoolF32 => "pool_f32.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Optim => "optim.wgsl",
+            Shader::FakeQuant => "fake_quant.wgsl",
         }
     }
 
@@ -69,6 +87,12 @@ impl Shader {
             Shader::Residual => with_common!("residual.wgsl"),
             Shader::Pool => with_common!("pool.wgsl"),
             Shader::Quantize => with_common!("quantize.wgsl"),
+            Shader::Batchnorm => with_common!("batchnorm.wgsl"),
+            Shader::Activation => with_common!("activation.wgsl"),
+            Shader::PoolF32 => with_common!("pool_f32.wgsl"),
+            Shader::Loss => with_common!("loss.wgsl"),
+            Shader::Optim => with_common!("optim.wgsl"),
+            Shader::FakeQuant => with_common!("fake_quant.wgsl"),
         }
     }
 }
@@ -88,10 +112,32 @@ pub enum Kernel {
     Quantize,
     Dequantize,
     Requantize,
+    ConvF32BackwardInput,
+    ConvF32BackwardWeight,
+    GemmF32BackwardInput,
+    GemmF32BackwardWeight,
+    DepthwiseF32BackwardInput,
+    DepthwiseF32BackwardWeight,
+    BatchnormStats,
+    BatchnormApply,
+    BatchnormBackwardReduce,
+    BatchnormBackwardApply,
+    ActivationForward,
+    ActivationBackward,
+    AddF32,
+    MaxPoolF32,
+    MaxPoolF32Backward,
+    AvgPoolF32,
+    AvgPoolF32Backward,
+    SoftmaxCrossEntropy,
+    SgdStep,
+    FakeQuant,
+    FakeQuantBackward,
+    TensorStats,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 34] = [
         Kernel::Gemm,
         Kernel::GemmF32,
         Kernel::Conv,
@@ -104,6 +150,28 @@ impl Kernel {
         Kernel::Quantize,
         Kernel::Dequantize,
         Kernel::Requantize,
+        Kernel::ConvF32BackwardInput,
+        Kernel::ConvF32BackwardWeight,
+        Kernel::GemmF32BackwardInput,
+        Kernel::GemmF32BackwardWeight,
+        Kernel::DepthwiseF32BackwardInput,
+        Kernel::DepthwiseF32BackwardWeight,
+        Kernel::BatchnormStats,
+        Kernel::BatchnormApply,
+        Kernel::BatchnormBackwardReduce,
+        Kernel::BatchnormBackwardApply,
+        Kernel::ActivationForward,
+        Kernel::ActivationBackward,
+        Kernel::AddF32,
+        Kernel::MaxPoolF32,
+        Kernel::MaxPoolF32Backward,
+        Kernel::AvgPoolF32,
+        Kernel::AvgPoolF32Backward,
+        Kernel::SoftmaxCrossEntropy,
+        Kernel::SgdStep,
+        Kernel::FakeQuant,
+        Kernel::FakeQuantBackward,
+        Kernel::TensorStats,
     ];
 
     pub fn shader(self) -> Shader {
@@ -117,6 +185,28 @@ impl Kernel {
             Kernel::ResidualAdd => Shader::Residual,
             Kernel::MaxPool | Kernel::GlobalAvgPool => Shader::Pool,
             Kernel::Quantize | Kernel::Dequantize | Kernel::Requantize => Shader::Quantize,
+            Kernel::ConvF32BackwardInput => Shader::ConvF32,
+            Kernel::ConvF32BackwardWeight => Shader::ConvF32,
+            Kernel::GemmF32BackwardInput => Shader::GemmF32,
+            Kernel::GemmF32BackwardWeight => Shader::GemmF32,
+            Kernel::DepthwiseF32BackwardInput => Shader::DepthwiseF32,
+            Kernel::DepthwiseF32BackwardWeight => Shader::DepthwiseF32,
+            Kernel::BatchnormStats => Shader::Batchnorm,
+            Kernel::BatchnormApply => Shader::Batchnorm,
+            Kernel::BatchnormBackwardReduce => Shader::Batchnorm,
+            Kernel::BatchnormBackwardApply => Shader::Batchnorm,
+            Kernel::ActivationForward => Shader::Activation,
+            Kernel::ActivationBackward => Shader::Activation,
+            Kernel::AddF32 => Shader::Activation,
+            Kernel::MaxPoolF32 => Shader::PoolF32,
+            Kernel::MaxPoolF32Backward => Shader::PoolF32,
+            Kernel::AvgPoolF32 => Shader::PoolF32,
+            Kernel::AvgPoolF32Backward => Shader::PoolF32,
+            Kernel::SoftmaxCrossEntropy => Shader::Loss,
+            Kernel::SgdStep => Shader::Optim,
+            Kernel::FakeQuant => Shader::FakeQuant,
+            Kernel::FakeQuantBackward => Shader::FakeQuant,
+            Kernel::TensorStats => Shader::FakeQuant,
         }
     }
 
@@ -135,6 +225,28 @@ impl Kernel {
             Kernel::Quantize => "quantize",
             Kernel::Dequantize => "dequantize",
             Kernel::Requantize => "requantize",
+            Kernel::ConvF32BackwardInput => "conv_f32_backward_input",
+            Kernel::ConvF32BackwardWeight => "conv_f32_backward_weight",
+            Kernel::GemmF32BackwardInput => "gemm_f32_backward_input",
+            Kernel::GemmF32BackwardWeight => "gemm_f32_backward_weight",
+            Kernel::DepthwiseF32BackwardInput => "depthwise_f32_backward_input",
+            Kernel::DepthwiseF32BackwardWeight => "depthwise_f32_backward_weight",
+            Kernel::BatchnormStats => "batchnorm_stats",
+            Kernel::BatchnormApply => "batchnorm_apply",
+            Kernel::BatchnormBackwardReduce => "batchnorm_backward_reduce",
+            Kernel::BatchnormBackwardApply => "batchnorm_backward_apply",
+            Kernel::ActivationForward => "activation_forward",
+            Kernel::ActivationBackward => "activation_backward",
+            Kernel::AddF32 => "add_f32",
+            Kernel::MaxPoolF32 => "max_pool_f32",
+            Kernel::MaxPoolF32Backward => "max_pool_f32_backward",
+            Kernel::AvgPoolF32 => "avg_pool_f32",
+            Kernel::AvgPoolF32Backward => "avg_pool_f32_backward",
+            Kernel::SoftmaxCrossEntropy => "softmax_cross_entropy",
+            Kernel::SgdStep => "sgd_step",
+            Kernel::FakeQuant => "fake_quant",
+            Kernel::FakeQuantBackward => "fake_quant_backward",
+            Kernel::TensorStats => "tensor_stats",
         }
     }
 }

@@ -1,0 +1,3 @@
+// optim.wgsl — placeholder, not yet written (training kernels, issue 4).
+@compute @workgroup_size(1)
+fn sgd_step() {}
