@@ -183,12 +183,33 @@ fn fixture_bytes_round_trip_and_flip() {
     assert!(preprocess::from_rgb_bytes(&[], 0, 0).is_err());
 }
 
-fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("f8net-model-float-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A file in the temp directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> TempFile {
+    let name = format!("f8net-model-float-{}-{name}", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    TempFile(path)
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -385,6 +406,12 @@ fn cpu_timing() {
         let t = Instant::now();
         f8net::model::float::sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 0.0, &mut c).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
+    }
+    for (i, j) in [(0, 0), (m - 1, n - 1), (1234, 17)] {
+        let want: f64 = (0..k)
+            .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+            .sum();
+        assert!((c[i * n + j] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0));
     }
     eprintln!(
         "sgemm {m}x{k}x{n}: {:.2} ms, {:.1} GFLOPS",

@@ -2,13 +2,19 @@
 //! dispatches into the caller's `Encoder`; nothing here submits or reads back.
 //! Shared here: packed weights and the fused epilogue of conv/linear/depthwise kernels.
 
+pub mod activation;
+pub mod batchnorm;
 pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
+pub mod fake_quant;
 pub mod gemm;
 pub mod gemm_f32;
+pub mod loss;
+pub mod optim;
 pub mod pool;
+pub mod pool_f32;
 pub mod quantize;
 pub mod residual;
 

@@ -4,13 +4,19 @@
 //!
 //! Host tensors are NHWC with logical channels (no padding); weights are OHWI codes.
 
+pub mod activation;
+pub mod batchnorm;
 pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
+pub mod fake_quant;
 pub mod gemm;
 pub mod gemm_f32;
+pub mod loss;
+pub mod optim;
 pub mod pool;
+pub mod pool_f32;
 pub mod quantize;
 pub mod residual;
 

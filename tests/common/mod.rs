@@ -125,3 +125,11 @@ pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, context: &s
         );
     }
 }
+
+/// Finite-difference gradient checks (float ops, quantization off): central differences with
+/// step FD_EPS; an analytic gradient g passes against the numeric one d when
+/// |g − d| ≤ FD_ATOL + FD_RTOL·|d|. Ops are linear or piecewise linear away from kinks, so
+/// test points keep a margin of more than FD_EPS from kinks (ReLU at 0, clip at α, max ties).
+pub const FD_EPS: f32 = 1e-2;
+pub const FD_RTOL: f32 = 2e-2;
+pub const FD_ATOL: f32 = 2e-3;

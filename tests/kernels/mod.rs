@@ -7,3 +7,8 @@ mod gemm;
 mod pool;
 mod quantize;
 mod residual;
+mod train_activation;
+mod train_batchnorm;
+mod train_conv;
+mod train_loss_optim;
+mod train_pool;
