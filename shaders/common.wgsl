@@ -4,16 +4,12 @@
 
 const I32_SAT: i32 = 2147483647;
 
-// Saturating a + b to ±(2^31 − 1).
+// Saturating a + b to ±(2^31 − 1), branch-free: the sum overflowed iff a and b share a sign
+// that the wrapped sum does not.
 fn sat_add(a: i32, b: i32) -> i32 {
     let s = a + b; // wraps on overflow
-    if (a >= 0 && b >= 0 && s < 0) {
-        return I32_SAT;
-    }
-    if (a < 0 && b < 0 && s >= 0) {
-        return -I32_SAT;
-    }
-    return max(s, -I32_SAT);
+    let overflow = ((a ^ s) & (b ^ s)) < 0;
+    return select(max(s, -I32_SAT), select(I32_SAT, -I32_SAT, a < 0), overflow);
 }
 
 // Arithmetic shift with F8Net rounding: shift > 0 divides by 2^shift rounding half to even,
@@ -24,10 +20,8 @@ fn shift_round(acc: i32, shift: i32) -> i32 {
         let floor = acc >> s;
         let rem = acc & ((1 << s) - 1);
         let half = 1 << (s - 1u);
-        if (rem > half || (rem == half && (floor & 1) == 1)) {
-            return floor + 1;
-        }
-        return floor;
+        let up = rem > half || (rem == half && (floor & 1) == 1);
+        return floor + select(0, 1, up);
     }
     if (shift < 0) {
         let s = u32(-shift);
