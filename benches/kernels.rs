@@ -22,7 +22,6 @@ use f8net::ops::{Epilogue, PackedWeights};
 use f8net::reference::gemm_f32::Activation;
 use f8net::reference::{EpilogueSpec, OutputKind, Window};
 use f8net::tensor::{GpuF32Tensor, Shape};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy)]
@@ -161,16 +160,22 @@ impl Layer {
     }
 }
 
-/// Median seconds per run of each benchmark id, filled by the timing closures.
-static RESULTS: Mutex<Vec<(String, Vec<f64>)>> = Mutex::new(Vec::new());
-
-fn record(id: &str, secs_per_run: f64) {
-    if let Ok(mut r) = RESULTS.lock() {
-        match r.iter_mut().find(|(k, _)| k == id) {
-            Some((_, v)) => v.push(secs_per_run),
-            None => r.push((id.to_string(), vec![secs_per_run])),
-        }
+/// Seconds per run of int8 and f32, measured alternately (7 rounds, medians) so that load
+/// changes on a shared machine hit both sides alike.
+fn interleaved(
+    gpu: &Gpu,
+    timer: &GpuTimer,
+    int8: &dyn Fn(&mut Encoder),
+    f32: &dyn Fn(&mut Encoder),
+) -> (f64, f64) {
+    let probe = time_runs(gpu, timer, 1, f32).as_secs_f64();
+    let iters = ((0.02 / probe.max(1e-6)).ceil() as u64).clamp(1, 64);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        a.push(time_runs(gpu, timer, iters, int8).as_secs_f64() / iters as f64);
+        b.push(time_runs(gpu, timer, iters, f32).as_secs_f64() / iters as f64);
     }
+    (median(&a), median(&b))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -345,42 +350,25 @@ fn main() {
             group.sampling_mode(SamplingMode::Flat);
             group.throughput(Throughput::Elements(l.macs(batch)));
             for (kind, rec) in [("int8", &int8), ("f32", &f32)] {
-                let id = format!("{} b{batch} {kind}", l.name);
                 group.bench_function(kind, |b| {
-                    b.iter_custom(|iters| {
-                        let t = time_runs(&gpu, &timer, iters, rec.as_ref());
-                        record(&id, t.as_secs_f64() / iters as f64);
-                        t
-                    })
+                    b.iter_custom(|iters| time_runs(&gpu, &timer, iters, rec.as_ref()))
                 });
             }
             group.finish();
-            rows.push((l.name, batch, l.macs(batch)));
+            let (ti, tf) = interleaved(&gpu, &timer, int8.as_ref(), f32.as_ref());
+            rows.push((l.name, batch, l.macs(batch), ti, tf));
         }
     }
-    let results = RESULTS.lock().map(|r| r.clone()).unwrap_or_default();
-    let secs = |id: String| {
-        results
-            .iter()
-            .find(|(k, _)| *k == id)
-            .map(|(_, v)| median(v))
-    };
     let clock = if timer.is_gpu() {
         "GPU timestamps"
     } else {
         "wall clock"
     };
     let mut table = format!(
-        "adapter: {}\ntime: {clock}, median per run\n\n| layer | batch | MACs | int8 GOPS | f32 GOPS | int8/f32 |\n|---|---|---|---|---|---|\n",
+        "adapter: {}\ntime: {clock}, median of 7 alternating int8/f32 rounds\n\n| layer | batch | MACs | int8 GOPS | f32 GOPS | int8/f32 |\n|---|---|---|---|---|---|\n",
         gpu.adapter()
     );
-    for (name, batch, macs) in rows {
-        let (Some(ti), Some(tf)) = (
-            secs(format!("{name} b{batch} int8")),
-            secs(format!("{name} b{batch} f32")),
-        ) else {
-            continue;
-        };
+    for (name, batch, macs, ti, tf) in rows {
         let gops = |t: f64| 2.0 * macs as f64 / t / 1e9;
         table += &format!(
             "| {name} | {batch} | {:.1} M | {:.2} | {:.2} | {:.2}× |\n",

@@ -15,7 +15,7 @@
 // operand as is. The x word of (r, k) is x[b][oy·SH − PT + ky][ox·SW − PL + kx][c4]; taps in the
 // padding (outside the image), rows past M and the K tail read code 0, i.e. the word x_xor,
 // exactly like gemm.wgsl's out-of-range rows (their correction term cancels through wsum).
-// Tiling as gemm.wgsl: 64×64 output tile per workgroup of 256 invocations, 4×4 outputs each,
+// Tiling as gemm.wgsl (the core is shaders/dp4a_tile.wgsl, appended): 64×64 output tile per workgroup of 256 invocations, 4×4 outputs each,
 // K slabs of 8 words (32 codes) staged k-major in workgroup memory. Every invocation stages the
 // same two tile rows (lid/8 and lid/8 + 32) at the same K word (lid%8) of every slab: their
 // (b, oy, ox) are decoded once before the K loop, and the slab's (ky, kx, c4) is advanced by one
@@ -24,12 +24,6 @@
 
 requires packed_4x8_integer_dot_product;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK4: u32 = 8u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
-const WG: u32 = 256u;
 const ROWS: u32 = 2u;               // tile rows each invocation stages: BM·BK4 / WG
 const ROW_STEP: u32 = 32u;          // WG / BK4: distance between them
 
@@ -63,9 +57,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> shift: array<i32>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 @group(0) @binding(6) var<uniform> p: Params;
-
-var<workgroup> xs: array<u32, BK4 * BM>;
-var<workgroup> ws: array<u32, BK4 * BN>;
 
 @compute @workgroup_size(WG)
 fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -131,49 +122,9 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
         workgroupBarrier();
-        for (var k = 0u; k < BK4; k++) {
-            var xr: array<u32, TM>;
-            var wr: array<u32, TN>;
-            for (var i = 0u; i < TM; i++) {
-                xr[i] = xs[k * BM + tr + i];
-            }
-            for (var j = 0u; j < TN; j++) {
-                wr[j] = ws[k * BN + tc + j];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] += dot4I8Packed(xr[i], wr[j]);
-                }
-            }
-        }
+        slab_product(&acc, tr, tc);
         workgroupBarrier();
     }
 
-    let c = col0 + tc;
-    if (c >= p.n) {
-        return;
-    }
-    var corr: array<i32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        corr[j] = select(0, wsum[c + j] << 7u, p.x_xor != 0u);
-    }
-    for (var i = 0u; i < TM; i++) {
-        let r = row0 + tr + i;
-        if (r >= p.m) {
-            continue;
-        }
-        var q: vec4<i32>;
-        for (var j = 0u; j < TN; j++) {
-            let a = sat_add(acc[i][j] + corr[j], bias[c + j]);
-            q[j] = epilogue_value(a, shift[c + j], p.clamp_lo, p.clamp_hi, p.out_mode, p.out_signed);
-        }
-        q = select(vec4<i32>(0), q, vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n_valid));
-        if (p.out_mode == 0u) {
-            out[(r * p.n + c) / 4u] = pack_codes(q, p.out_signed);
-        } else {
-            for (var j = 0u; j < TN; j++) {
-                out[r * p.n + c + j] = bitcast<u32>(q[j]);
-            }
-        }
-    }
+    store_block(&acc, row0 + tr, col0 + tc);
 }

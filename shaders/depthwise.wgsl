@@ -65,18 +65,22 @@ fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     // Input coordinates of the tile's first pixel (negative inside the top/left padding).
     let iy0 = i32(oy0 * p.stride_h) - i32(p.pad_top);
     let ix0 = i32(ox0 * p.stride_w) - i32(p.pad_left);
-    let count = p.tile_h * p.tile_w * CW;
-    for (var i = lid; i < count; i += WG) {
-        let cl = i % CW;
-        let px = i / CW;
-        let iy = iy0 + i32(px / p.tile_w);
-        let ix = ix0 + i32(px % p.tile_w);
-        let cw = cw0 + cl;
-        var v = 0u; // padded taps and channel words past C4 are code 0
-        if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) && cw < p.c4) {
-            v = x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.c4 + cw];
+    // Stage row by row: the only divisions are by the constant CW (no runtime division, which
+    // is slow on every GPU and scalarized on CPU drivers).
+    let row_words = p.tile_w * CW;
+    for (var r = 0u; r < p.tile_h; r++) {
+        let iy = iy0 + i32(r);
+        let row_in = iy >= 0 && iy < i32(p.h);
+        for (var i = lid; i < row_words; i += WG) {
+            let cl = i % CW;
+            let ix = ix0 + i32(i / CW);
+            let cw = cw0 + cl;
+            var v = 0u; // padded taps and channel words past C4 are code 0
+            if (row_in && ix >= 0 && ix < i32(p.w) && cw < p.c4) {
+                v = x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.c4 + cw];
+            }
+            tile[r * row_words + i] = v;
         }
-        tile[i] = v;
     }
     workgroupBarrier();
 

@@ -10,18 +10,12 @@
 // uint8 × int8: WGSL has only int8·int8 and uint8·uint8 dots, so uint8 codes are XORed with
 // 0x80 (x − 128, an exact int8) and 128·Σw is added back: Σ x·w = Σ (x − 128)·w + 128·Σ w.
 // The only multiplications are the 8-bit ones inside dot4I8Packed; 128·Σw is a shift.
-// Tiling: 64×64 output tile per workgroup of 256 invocations, 4×4 outputs each, K slabs of
-// 8 words (32 codes) staged k-major in workgroup memory. Dispatch (ceil(N/64), ceil(M/64), 1).
+// Tiling (the core is shaders/dp4a_tile.wgsl, appended): 64×64 output tile per workgroup of
+// 256 invocations, 4×4 outputs each, K slabs of 8 words (32 codes) staged k-major in workgroup
+// memory. Dispatch (ceil(N/64), ceil(M/64), 1).
 // Requires N % 4 == 0 (channels padded to 4).
 
 requires packed_4x8_integer_dot_product;
-
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK4: u32 = 8u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
-const WG: u32 = 256u;
 
 struct Params {
     m: u32,
@@ -45,9 +39,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> shift: array<i32>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 @group(0) @binding(6) var<uniform> p: Params;
-
-var<workgroup> xs: array<u32, BK4 * BM>;
-var<workgroup> ws: array<u32, BK4 * BN>;
 
 @compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -74,48 +65,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             ws[kk * BN + r] = wv;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < BK4; kk++) {
-            var xr: array<u32, TM>;
-            var wr: array<u32, TN>;
-            for (var i = 0u; i < TM; i++) {
-                xr[i] = xs[kk * BM + tr + i];
-            }
-            for (var j = 0u; j < TN; j++) {
-                wr[j] = ws[kk * BN + tc + j];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] += dot4I8Packed(xr[i], wr[j]);
-                }
-            }
-        }
+        slab_product(&acc, tr, tc);
         workgroupBarrier();
     }
-    let c = col0 + tc;
-    if (c >= p.n) {
-        return;
-    }
-    var corr: array<i32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        corr[j] = select(0, wsum[c + j] << 7u, p.x_xor != 0u);
-    }
-    for (var i = 0u; i < TM; i++) {
-        let r = row0 + tr + i;
-        if (r >= p.m) {
-            continue;
-        }
-        var q: vec4<i32>;
-        for (var j = 0u; j < TN; j++) {
-            let a = sat_add(acc[i][j] + corr[j], bias[c + j]);
-            q[j] = epilogue_value(a, shift[c + j], p.clamp_lo, p.clamp_hi, p.out_mode, p.out_signed);
-        }
-        q = select(vec4<i32>(0), q, vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n_valid));
-        if (p.out_mode == 0u) {
-            out[(r * p.n + c) / 4u] = pack_codes(q, p.out_signed);
-        } else {
-            for (var j = 0u; j < TN; j++) {
-                out[r * p.n + c + j] = bitcast<u32>(q[j]);
-            }
-        }
-    }
+    store_block(&acc, row0 + tr, col0 + tc);
 }

@@ -25,6 +25,19 @@ pub enum Shader {
     FakeQuant,
 }
 
+/// A kernel file followed by the dp4a tile core and `common.wgsl` (gemm and conv).
+macro_rules! with_tile {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $file)),
+            "\n",
+            include_str!("../../shaders/dp4a_tile.wgsl"),
+            "\n",
+            include_str!("../../shaders/common.wgsl")
+        )
+    };
+}
+
 macro_rules! with_common {
     ($file:literal) => {
         concat!(
@@ -78,9 +91,9 @@ impl Shader {
     /// The full source: the kernel file followed by `common.wgsl`.
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Gemm => with_common!("gemm.wgsl"),
+            Shader::Gemm => with_tile!("gemm.wgsl"),
             Shader::GemmF32 => with_common!("gemm_f32.wgsl"),
-            Shader::Conv => with_common!("conv.wgsl"),
+            Shader::Conv => with_tile!("conv.wgsl"),
             Shader::ConvF32 => with_common!("conv_f32.wgsl"),
             Shader::Depthwise => with_common!("depthwise.wgsl"),
             Shader::DepthwiseF32 => with_common!("depthwise_f32.wgsl"),
@@ -116,15 +129,19 @@ pub enum Kernel {
     ConvF32BackwardWeight,
     GemmF32BackwardInput,
     GemmF32BackwardWeight,
+    GemmF32SumPartials,
     DepthwiseF32BackwardInput,
     DepthwiseF32BackwardWeight,
     BatchnormStats,
     BatchnormApply,
     BatchnormBackwardReduce,
     BatchnormBackwardApply,
+    BatchnormStatsMerge,
+    BatchnormBackwardMerge,
     ActivationForward,
     ActivationBackward,
     AddF32,
+    ActivationAlphaReduce,
     MaxPoolF32,
     MaxPoolF32Backward,
     AvgPoolF32,
@@ -137,7 +154,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 34] = [
+    pub const ALL: [Kernel; 38] = [
         Kernel::Gemm,
         Kernel::GemmF32,
         Kernel::Conv,
@@ -154,15 +171,19 @@ impl Kernel {
         Kernel::ConvF32BackwardWeight,
         Kernel::GemmF32BackwardInput,
         Kernel::GemmF32BackwardWeight,
+        Kernel::GemmF32SumPartials,
         Kernel::DepthwiseF32BackwardInput,
         Kernel::DepthwiseF32BackwardWeight,
         Kernel::BatchnormStats,
         Kernel::BatchnormApply,
         Kernel::BatchnormBackwardReduce,
         Kernel::BatchnormBackwardApply,
+        Kernel::BatchnormStatsMerge,
+        Kernel::BatchnormBackwardMerge,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
         Kernel::AddF32,
+        Kernel::ActivationAlphaReduce,
         Kernel::MaxPoolF32,
         Kernel::MaxPoolF32Backward,
         Kernel::AvgPoolF32,
@@ -189,15 +210,19 @@ impl Kernel {
             Kernel::ConvF32BackwardWeight => Shader::ConvF32,
             Kernel::GemmF32BackwardInput => Shader::GemmF32,
             Kernel::GemmF32BackwardWeight => Shader::GemmF32,
+            Kernel::GemmF32SumPartials => Shader::GemmF32,
             Kernel::DepthwiseF32BackwardInput => Shader::DepthwiseF32,
             Kernel::DepthwiseF32BackwardWeight => Shader::DepthwiseF32,
             Kernel::BatchnormStats => Shader::Batchnorm,
             Kernel::BatchnormApply => Shader::Batchnorm,
             Kernel::BatchnormBackwardReduce => Shader::Batchnorm,
             Kernel::BatchnormBackwardApply => Shader::Batchnorm,
+            Kernel::BatchnormStatsMerge => Shader::Batchnorm,
+            Kernel::BatchnormBackwardMerge => Shader::Batchnorm,
             Kernel::ActivationForward => Shader::Activation,
             Kernel::ActivationBackward => Shader::Activation,
             Kernel::AddF32 => Shader::Activation,
+            Kernel::ActivationAlphaReduce => Shader::Activation,
             Kernel::MaxPoolF32 => Shader::PoolF32,
             Kernel::MaxPoolF32Backward => Shader::PoolF32,
             Kernel::AvgPoolF32 => Shader::PoolF32,
@@ -229,15 +254,19 @@ impl Kernel {
             Kernel::ConvF32BackwardWeight => "conv_f32_backward_weight",
             Kernel::GemmF32BackwardInput => "gemm_f32_backward_input",
             Kernel::GemmF32BackwardWeight => "gemm_f32_backward_weight",
+            Kernel::GemmF32SumPartials => "gemm_f32_sum_partials",
             Kernel::DepthwiseF32BackwardInput => "depthwise_f32_backward_input",
             Kernel::DepthwiseF32BackwardWeight => "depthwise_f32_backward_weight",
             Kernel::BatchnormStats => "batchnorm_stats",
             Kernel::BatchnormApply => "batchnorm_apply",
             Kernel::BatchnormBackwardReduce => "batchnorm_backward_reduce",
             Kernel::BatchnormBackwardApply => "batchnorm_backward_apply",
+            Kernel::BatchnormStatsMerge => "batchnorm_stats_merge",
+            Kernel::BatchnormBackwardMerge => "batchnorm_backward_merge",
             Kernel::ActivationForward => "activation_forward",
             Kernel::ActivationBackward => "activation_backward",
             Kernel::AddF32 => "add_f32",
+            Kernel::ActivationAlphaReduce => "activation_alpha_reduce",
             Kernel::MaxPoolF32 => "max_pool_f32",
             Kernel::MaxPoolF32Backward => "max_pool_f32_backward",
             Kernel::AvgPoolF32 => "avg_pool_f32",
