@@ -220,6 +220,10 @@ fn gemm_rejects_bad_shapes() {
     };
     let err = gemm::record(gpu, &mut enc, &g).unwrap_err().to_string();
     assert!(err.contains("gemm") && err.contains("[5, 3]"), "{err}");
+    // A buffer over the device's binding limit is refused before any GPU work.
+    let too_big = (gpu.max_binding_bytes() / 4 + 1) as usize;
+    let msg = gpu.alloc::<u32>(too_big).err().unwrap().to_string();
+    assert!(msg.contains("exceeds the device binding limit"), "{msg}");
     // Weight codes outside -127..=127 and shifts outside -31..=31 are refused.
     assert!(PackedWeights::upload(gpu, &[-128; 4], 1, 1, 1, 4).is_err());
     assert!(Epilogue::upload(gpu, &EpilogueSpec::plain(4, 32, OutputKind::Int32), 4).is_err());
