@@ -24,5 +24,6 @@ pub mod preprocess;
 pub mod quantize;
 pub mod reference;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -9,3 +9,4 @@ mod model_float;
 mod model_int;
 mod quantize;
 mod shaders;
+mod train_conv_bn;

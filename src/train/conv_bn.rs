@@ -1,0 +1,477 @@
+//! One F8Net training unit on the CPU: `ReLUClipFXQConvBN` of the official code (F8NET.md
+//! §2.1–§2.4, §3.3–§3.4, §4): input quantizer (ReLU and PACT clip implicit in the unsigned code
+//! range), convolution, batch norm folded into the weights with the two-convolution scheme, and
+//! weight quantizer — forward and the full backward, including the gradients through the batch
+//! statistics and through the PACT scales of this layer (`s_in`) and the next one (`s_out`).
+//!
+//! Tensors are NHWC with logical channels; dense weights OHWI `[cout][kh][kw][cin]`, depthwise
+//! `[c][kh][kw]`. The tensor a unit emits is `y / s_out`, already in the next unit's units.
+//!
+//! Forward (training), per batch:
+//! ```text
+//! x_q, m_x = fix_quant(x, F_batch)             F_batch from the unbiased σ of x (§3.4)
+//! y0       = conv(s_in · x_q, W)               batch mean μ and biased variance v per channel
+//! W̃        = (γ/σ) · W · s_in / s_out          σ = √(v + eps)
+//! b̃        = (β − γ·μ/σ) / s_out
+//! W_q, m_w = fix_quant(W̃, FL_w)                FL_w from the unbiased σ of W̃ (§3.3)
+//! out      = conv(x_q, W_q) + b̃
+//! ```
+//! In `Precision::Float` (the FP baseline of §4.4) the quantizers keep their clamps (input FL 6,
+//! weight FL 7) but do not round, so the whole unit is differentiable and is checked against
+//! finite differences.
+
+use crate::error::{Error, Result};
+use crate::fixed::{Format, Signedness};
+use crate::fraclen::{fl_from_std, unbiased_std, RunningFl};
+use crate::model::float::ConvKind;
+use crate::reference::conv_f32::{
+    bias_grad, conv_f32_backward_input, conv_f32_backward_weight, conv_f32_forward, ConvGeom,
+};
+use crate::reference::depthwise_f32::{
+    depthwise_f32, depthwise_f32_backward_input, depthwise_f32_backward_weight,
+};
+use crate::reference::fake_quant::{fix_quant, fix_quant_backward, fix_quant_floating};
+use crate::reference::gemm_f32::Activation;
+use crate::reference::Window;
+use crate::tensor::Shape;
+
+/// BN epsilon of the official code.
+pub const BN_EPS: f32 = 1e-5;
+/// BN running-statistics momentum.
+pub const BN_MOMENTUM: f32 = 0.1;
+
+/// How a unit's input is quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputQuant {
+    /// The first layer: the input is already 8-bit (`k/256`), weight-only quantization, s = 1.
+    Fixed,
+    /// Quantized with a per-batch FL from σ and a running FL for the scale and at eval.
+    Quantized(Signedness),
+}
+
+/// Full F8Net fixed point, or the clipped float baseline (§4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Float,
+    Fixed,
+}
+
+/// A conv + BN unit: its geometry, parameters and running state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvBn {
+    pub name: String,
+    pub kind: ConvKind,
+    pub cin: usize,
+    pub cout: usize,
+    pub window: Window,
+    pub input: InputQuant,
+    pub weight: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    /// Running average of the input FL (§3.4).
+    pub running_fl: RunningFl,
+}
+
+/// What the backward pass needs from the forward pass.
+#[derive(Clone, Debug)]
+pub struct Saved {
+    shape: Shape,
+    x_q: Vec<f32>,
+    x_mask: Option<Vec<bool>>,
+    y0: Vec<f32>,
+    mean: Vec<f32>,
+    sigma: Vec<f32>,
+    w_q: Vec<f32>,
+    w_mask: Vec<bool>,
+    b_eff: Vec<f32>,
+    s_in: f32,
+    s_out: f32,
+    /// The formats used this step (for logging and FL plots).
+    pub x_fl: Option<i32>,
+    pub w_fl: i32,
+}
+
+/// Gradients of one unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grads {
+    pub weight: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    /// dL/ds_in and dL/ds_out: the caller turns them into dL/dα of this and the next unit.
+    pub s_in: f32,
+    pub s_out: f32,
+}
+
+/// A quantized input: values, STE mask (None for a fixed 8-bit input) and FL.
+struct QuantizedInput {
+    values: Vec<f32>,
+    mask: Option<Vec<bool>>,
+    fl: Option<i32>,
+}
+
+/// Folded and quantized weights and the folded bias.
+struct Folded {
+    w_q: Vec<f32>,
+    w_mask: Vec<bool>,
+    b_eff: Vec<f32>,
+    w_fl: i32,
+}
+
+fn per_channel<T: Copy>(v: &[T], c: usize) -> impl Iterator<Item = (usize, &T)> {
+    v.iter().enumerate().map(move |(i, x)| (i % c, x))
+}
+
+impl ConvBn {
+    /// A unit with Kaiming-normal-like weights set by the caller, γ = 1, β = 0.
+    pub fn new(
+        name: &str,
+        kind: ConvKind,
+        cin: usize,
+        cout: usize,
+        window: Window,
+        input: InputQuant,
+        weight: Vec<f32>,
+    ) -> ConvBn {
+        ConvBn {
+            name: name.to_string(),
+            kind,
+            cin,
+            cout,
+            window,
+            input,
+            weight,
+            gamma: vec![1.0; cout],
+            beta: vec![0.0; cout],
+            running_mean: vec![0.0; cout],
+            running_var: vec![1.0; cout],
+            running_fl: RunningFl::default(),
+        }
+    }
+
+    /// Weights per output channel.
+    fn per_out(&self) -> usize {
+        match self.kind {
+            ConvKind::Dense => self.window.kh * self.window.kw * self.cin,
+            ConvKind::Depthwise => self.window.kh * self.window.kw,
+        }
+    }
+
+    fn check(&self, shape: Shape) -> Result<Shape> {
+        let ok = shape.c == self.cin
+            && self.weight.len() == self.cout * self.per_out()
+            && (self.kind == ConvKind::Dense || self.cin == self.cout);
+        if !ok {
+            return Err(Error::shape(
+                "conv_bn",
+                format!(
+                    "{}: input {shape} for a {:?} {} -> {} layer",
+                    self.name, self.kind, self.cin, self.cout
+                ),
+            ));
+        }
+        let (oh, ow) = self.window.out_hw("conv_bn", shape.h, shape.w)?;
+        Ok(Shape::new(shape.n, oh, ow, self.cout))
+    }
+
+    fn conv(&self, x: &[f32], shape: Shape, w: &[f32]) -> Result<Vec<f32>> {
+        let zero = vec![0.0; self.cout];
+        match self.kind {
+            ConvKind::Dense => conv_f32_forward(
+                &ConvGeom::dense(shape, self.cout, self.window),
+                x,
+                w,
+                &zero,
+                Activation::None,
+            ),
+            ConvKind::Depthwise => {
+                Ok(depthwise_f32(x, shape, w, &zero, &self.window, Activation::None)?.1)
+            }
+        }
+    }
+
+    /// (dL/dx, dL/dw) of `conv(x, w)` given dL/dy.
+    fn conv_backward(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        w: &[f32],
+        dy: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        match self.kind {
+            ConvKind::Dense => {
+                let g = ConvGeom::dense(shape, self.cout, self.window);
+                Ok((
+                    conv_f32_backward_input(&g, dy, w)?,
+                    conv_f32_backward_weight(&g, x, dy)?.0,
+                ))
+            }
+            ConvKind::Depthwise => Ok((
+                depthwise_f32_backward_input(dy, shape, w, &self.window)?,
+                depthwise_f32_backward_weight(x, shape, dy, &self.window)?.0,
+            )),
+        }
+    }
+
+    /// Input quantization: values, STE mask and FL (None for a fixed 8-bit input).
+    fn quantize_input(
+        &self,
+        x: &[f32],
+        precision: Precision,
+        fl: Option<i32>,
+    ) -> Result<QuantizedInput> {
+        let InputQuant::Quantized(signedness) = self.input else {
+            return Ok(QuantizedInput {
+                values: x.to_vec(),
+                mask: None,
+                fl: None,
+            });
+        };
+        let fl = match (precision, fl) {
+            (Precision::Float, _) => 6,
+            (Precision::Fixed, Some(fl)) => fl,
+            (Precision::Fixed, None) => fl_from_std(unbiased_std(x), signedness),
+        };
+        let format = Format { signedness, fl };
+        let q = match precision {
+            Precision::Float => fix_quant_floating(x, format)?,
+            Precision::Fixed => fix_quant(x, format)?,
+        };
+        Ok(QuantizedInput {
+            values: q.values,
+            mask: Some(q.mask),
+            fl: Some(fl),
+        })
+    }
+
+    /// Fold BN (mean μ, σ) and the scales into the weights and bias, then quantize the weights.
+    fn fold(
+        &self,
+        mean: &[f32],
+        sigma: &[f32],
+        s_in: f32,
+        s_out: f32,
+        precision: Precision,
+    ) -> Result<Folded> {
+        let per = self.per_out();
+        let rho = s_in / s_out;
+        let w_eff: Vec<f32> = self
+            .weight
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.gamma[i / per] / sigma[i / per] * w * rho)
+            .collect();
+        let b_eff: Vec<f32> = (0..self.cout)
+            .map(|c| (self.beta[c] - self.gamma[c] * mean[c] / sigma[c]) / s_out)
+            .collect();
+        let (fl, q) = match precision {
+            Precision::Float => (
+                7,
+                fix_quant_floating(
+                    &w_eff,
+                    Format {
+                        signedness: Signedness::Signed,
+                        fl: 7,
+                    },
+                )?,
+            ),
+            Precision::Fixed => {
+                let fl = fl_from_std(unbiased_std(&w_eff), Signedness::Signed);
+                (
+                    fl,
+                    fix_quant(
+                        &w_eff,
+                        Format {
+                            signedness: Signedness::Signed,
+                            fl,
+                        },
+                    )?,
+                )
+            }
+        };
+        Ok(Folded {
+            w_q: q.values,
+            w_mask: q.mask,
+            b_eff,
+            w_fl: fl,
+        })
+    }
+
+    fn add_bias(mut y: Vec<f32>, b: &[f32]) -> Vec<f32> {
+        let c = b.len();
+        y.iter_mut().enumerate().for_each(|(i, v)| *v += b[i % c]);
+        y
+    }
+
+    /// Training forward: batch statistics, running statistics and the running FL are updated.
+    pub fn forward_train(
+        &mut self,
+        x: &[f32],
+        shape: Shape,
+        s_in: f32,
+        s_out: f32,
+        precision: Precision,
+    ) -> Result<(Vec<f32>, Saved)> {
+        let out_shape = self.check(shape)?;
+        let QuantizedInput {
+            values: x_q,
+            mask: x_mask,
+            fl: x_fl,
+        } = self.quantize_input(x, precision, None)?;
+        if let (Some(fl), Precision::Fixed) = (x_fl, precision) {
+            self.running_fl.update(fl);
+        }
+        let scaled: Vec<f32> = x_q.iter().map(|v| v * s_in).collect();
+        let y0 = self.conv(&scaled, shape, &self.weight)?;
+        let m = out_shape.pixels() as f64;
+        let c = self.cout;
+        let mut mean = vec![0f64; c];
+        per_channel(&y0, c).for_each(|(ch, v)| mean[ch] += *v as f64 / m);
+        let mut var = vec![0f64; c];
+        per_channel(&y0, c).for_each(|(ch, v)| var[ch] += (*v as f64 - mean[ch]).powi(2) / m);
+        let unbiased = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        for ch in 0..c {
+            self.running_mean[ch] =
+                (1.0 - BN_MOMENTUM) * self.running_mean[ch] + BN_MOMENTUM * mean[ch] as f32;
+            self.running_var[ch] = (1.0 - BN_MOMENTUM) * self.running_var[ch]
+                + BN_MOMENTUM * (var[ch] * unbiased) as f32;
+        }
+        let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+        let sigma: Vec<f32> = var.iter().map(|&v| (v as f32 + BN_EPS).sqrt()).collect();
+        let Folded {
+            w_q,
+            w_mask,
+            b_eff,
+            w_fl,
+        } = self.fold(&mean, &sigma, s_in, s_out, precision)?;
+        let out = Self::add_bias(self.conv(&x_q, shape, &w_q)?, &b_eff);
+        let saved = Saved {
+            shape,
+            x_q,
+            x_mask,
+            y0,
+            mean,
+            sigma,
+            w_q,
+            w_mask,
+            b_eff,
+            s_in,
+            s_out,
+            x_fl,
+            w_fl,
+        };
+        Ok((out, saved))
+    }
+
+    /// Eval forward: running statistics and the rounded running FL.
+    pub fn forward_eval(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        s_in: f32,
+        s_out: f32,
+        precision: Precision,
+    ) -> Result<Vec<f32>> {
+        self.check(shape)?;
+        let fl = match self.input {
+            InputQuant::Quantized(s) => Some(self.running_fl.current(s)),
+            InputQuant::Fixed => None,
+        };
+        let x_q = self.quantize_input(x, precision, fl)?.values;
+        let sigma: Vec<f32> = self
+            .running_var
+            .iter()
+            .map(|v| (v + BN_EPS).sqrt())
+            .collect();
+        let f = self.fold(&self.running_mean, &sigma, s_in, s_out, precision)?;
+        let (w_q, b_eff) = (f.w_q, f.b_eff);
+        Ok(Self::add_bias(self.conv(&x_q, shape, &w_q)?, &b_eff))
+    }
+
+    /// Backward of `forward_train`: dL/dx and the parameter and scale gradients.
+    pub fn backward(&self, saved: &Saved, d_out: &[f32]) -> Result<(Vec<f32>, Grads)> {
+        let Saved {
+            shape, s_in, s_out, ..
+        } = *saved;
+        let (c, per) = (self.cout, self.per_out());
+        let m = (d_out.len() / c.max(1)) as f64;
+        // out = conv(x_q, W_q) + b̃.
+        let db = bias_grad(d_out, c);
+        let (mut dxq, dwq) = self.conv_backward(&saved.x_q, shape, &saved.w_q, d_out)?;
+        let dw_eff = fix_quant_backward(&dwq, &saved.w_mask)?;
+        // W̃ = g·W·ρ with g = γ/σ, ρ = s_in/s_out.
+        let rho = s_in / s_out;
+        let g: Vec<f32> = (0..c).map(|ch| self.gamma[ch] / saved.sigma[ch]).collect();
+        let mut dw: Vec<f32> = dw_eff
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d * g[i / per] * rho)
+            .collect();
+        let mut dg = vec![0f64; c];
+        for (i, d) in dw_eff.iter().enumerate() {
+            dg[i / per] += (*d as f64) * self.weight[i] as f64 * rho as f64;
+        }
+        let drho: f64 = (0..c).map(|ch| dg[ch] * g[ch] as f64 / rho as f64).sum();
+        // b̃ = (β − γ·μ/σ) / s_out.
+        let mut dgamma = vec![0f32; c];
+        let mut dbeta = vec![0f32; c];
+        let mut dmean = vec![0f64; c];
+        let mut dsigma = vec![0f64; c];
+        let mut ds_out = 0f64;
+        for ch in 0..c {
+            let (sg, mu, ga, b) = (
+                saved.sigma[ch] as f64,
+                saved.mean[ch] as f64,
+                self.gamma[ch] as f64,
+                db[ch] as f64,
+            );
+            dbeta[ch] = (b / s_out as f64) as f32;
+            dmean[ch] = -b * ga / (sg * s_out as f64);
+            dsigma[ch] = b * ga * mu / (sg * sg * s_out as f64) - dg[ch] * ga / (sg * sg);
+            dgamma[ch] = (-b * mu / (sg * s_out as f64) + dg[ch] / sg) as f32;
+            ds_out -= b * saved.b_eff[ch] as f64 / s_out as f64;
+        }
+        // μ and v are the batch statistics of y0 = s_in · conv(x_q, W).
+        let dvar: Vec<f64> = (0..c)
+            .map(|ch| dsigma[ch] / (2.0 * saved.sigma[ch] as f64))
+            .collect();
+        let dy0: Vec<f32> = saved
+            .y0
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let ch = i % c;
+                (dmean[ch] / m + dvar[ch] * 2.0 * (y as f64 - saved.mean[ch] as f64) / m) as f32
+            })
+            .collect();
+        let scaled: Vec<f32> = saved.x_q.iter().map(|v| v * s_in).collect();
+        let (dx_scaled, dw0) = self.conv_backward(&scaled, shape, &self.weight, &dy0)?;
+        dw.iter_mut().zip(&dw0).for_each(|(a, b)| *a += b);
+        dxq.iter_mut()
+            .zip(&dx_scaled)
+            .for_each(|(a, b)| *a += b * s_in);
+        let ds_in_y0: f64 = dy0
+            .iter()
+            .zip(&saved.y0)
+            .map(|(d, y)| *d as f64 * *y as f64)
+            .sum::<f64>()
+            / s_in as f64;
+        let ds_in = ds_in_y0 + drho / s_out as f64;
+        ds_out -= drho * rho as f64 / s_out as f64;
+        let dx = match &saved.x_mask {
+            Some(mask) => fix_quant_backward(&dxq, mask)?,
+            None => dxq,
+        };
+        Ok((
+            dx,
+            Grads {
+                weight: dw,
+                gamma: dgamma,
+                beta: dbeta,
+                s_in: ds_in as f32,
+                s_out: ds_out as f32,
+            },
+        ))
+    }
+}

@@ -1,0 +1,5 @@
+//! F8Net quantization-aware training (issue 4), CPU side first: the conv + BN unit with its
+//! full backward (`conv_bn`). The network graph, optimizer loop, checkpoints and the GPU
+//! recording of the same unit build on it.
+
+pub mod conv_bn;

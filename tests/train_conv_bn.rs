@@ -1,0 +1,188 @@
+//! The F8Net conv + BN training unit (`train::conv_bn`): its full backward — through the
+//! quantizer masks, the batch statistics of the two-convolution BN folding and both PACT scales —
+//! against central finite differences in the clipped-float precision (no rounding, so the unit
+//! is differentiable), for dense and depthwise convolutions, unsigned and signed inputs.
+
+use crate::common::*;
+use f8net::fixed::Signedness;
+use f8net::model::float::ConvKind;
+use f8net::reference::Window;
+use f8net::tensor::Shape;
+use f8net::train::conv_bn::{ConvBn, InputQuant, Precision};
+
+struct Case {
+    unit: ConvBn,
+    x: Vec<f32>,
+    shape: Shape,
+    r: Vec<f32>,
+    s_in: f32,
+    s_out: f32,
+}
+
+impl Case {
+    fn new(seed: u64, kind: ConvKind, input: InputQuant, window: Window) -> Case {
+        let mut rng = Rng::new(seed);
+        let (cin, cout) = match kind {
+            ConvKind::Dense => (3, 5),
+            ConvKind::Depthwise => (6, 6),
+        };
+        let per = match kind {
+            ConvKind::Dense => window.kh * window.kw * cin,
+            ConvKind::Depthwise => window.kh * window.kw,
+        };
+        let w: Vec<f32> = (0..cout * per).map(|_| rng.f32() * 0.3).collect();
+        let mut unit = ConvBn::new("unit", kind, cin, cout, window, input, w);
+        unit.gamma = (0..cout).map(|_| 0.2 + 0.1 * rng.f32()).collect();
+        unit.beta = (0..cout).map(|_| rng.f32() * 0.5).collect();
+        let shape = Shape::new(2, 5, 6, cin);
+        // Inside the clipped-float input ranges (FL 6: 0..3.98 unsigned, ±1.98 signed), away
+        // from the clamps by more than FD_EPS.
+        let x = (0..shape.len())
+            .map(|_| match input {
+                InputQuant::Quantized(Signedness::Unsigned) => 0.3 + 1.6 * (rng.f32() + 1.0),
+                _ => 1.7 * rng.f32(),
+            })
+            .collect();
+        let (oh, ow) = window.out_hw("test", 5, 6).unwrap();
+        let r = (0..2 * oh * ow * cout).map(|_| rng.f32()).collect();
+        Case {
+            unit,
+            x,
+            shape,
+            r,
+            s_in: 0.8,
+            s_out: 1.3,
+        }
+    }
+
+    /// L = Σ r · out for a fresh copy of the unit (running statistics must not leak between
+    /// evaluations).
+    fn loss(&self, unit: &ConvBn, x: &[f32], s_in: f32, s_out: f32) -> f64 {
+        let mut u = unit.clone();
+        let (out, _) = u
+            .forward_train(x, self.shape, s_in, s_out, Precision::Float)
+            .unwrap();
+        out.iter()
+            .zip(&self.r)
+            .map(|(o, r)| *o as f64 * *r as f64)
+            .sum()
+    }
+
+    fn check(&self, label: &str) {
+        let mut u = self.unit.clone();
+        let (_, saved) = u
+            .forward_train(&self.x, self.shape, self.s_in, self.s_out, Precision::Float)
+            .unwrap();
+        let (dx, g) = u.backward(&saved, &self.r).unwrap();
+        let eps = FD_EPS as f64;
+        let close = |analytic: f32, numeric: f64, what: String| {
+            let tol = FD_ATOL as f64 + FD_RTOL as f64 * numeric.abs();
+            assert!(
+                (analytic as f64 - numeric).abs() <= tol,
+                "{label} {what}: analytic {analytic} numeric {numeric}"
+            );
+        };
+        let mut rng = Rng::new(99);
+        for _ in 0..12 {
+            let i = rng.usize(0, self.x.len() - 1);
+            let (mut a, mut b) = (self.x.clone(), self.x.clone());
+            a[i] += FD_EPS;
+            b[i] -= FD_EPS;
+            let num = (self.loss(&self.unit, &a, self.s_in, self.s_out)
+                - self.loss(&self.unit, &b, self.s_in, self.s_out))
+                / (2.0 * eps);
+            close(dx[i], num, format!("dx[{i}]"));
+        }
+        for _ in 0..12 {
+            let i = rng.usize(0, self.unit.weight.len() - 1);
+            let (mut a, mut b) = (self.unit.clone(), self.unit.clone());
+            a.weight[i] += FD_EPS;
+            b.weight[i] -= FD_EPS;
+            let num = (self.loss(&a, &self.x, self.s_in, self.s_out)
+                - self.loss(&b, &self.x, self.s_in, self.s_out))
+                / (2.0 * eps);
+            close(g.weight[i], num, format!("dw[{i}]"));
+        }
+        for c in 0..self.unit.cout {
+            for (which, grad) in [("gamma", &g.gamma), ("beta", &g.beta)] {
+                let (mut a, mut b) = (self.unit.clone(), self.unit.clone());
+                let (pa, pb) = if which == "gamma" {
+                    (&mut a.gamma, &mut b.gamma)
+                } else {
+                    (&mut a.beta, &mut b.beta)
+                };
+                pa[c] += FD_EPS;
+                pb[c] -= FD_EPS;
+                let num = (self.loss(&a, &self.x, self.s_in, self.s_out)
+                    - self.loss(&b, &self.x, self.s_in, self.s_out))
+                    / (2.0 * eps);
+                close(grad[c], num, format!("d{which}[{c}]"));
+            }
+        }
+        let e = 1e-3f32; // the scales are O(1) and the loss is smooth in them
+        let num_in = (self.loss(&self.unit, &self.x, self.s_in + e, self.s_out)
+            - self.loss(&self.unit, &self.x, self.s_in - e, self.s_out))
+            / (2.0 * e as f64);
+        close(g.s_in, num_in, "ds_in".into());
+        let num_out = (self.loss(&self.unit, &self.x, self.s_in, self.s_out + e)
+            - self.loss(&self.unit, &self.x, self.s_in, self.s_out - e))
+            / (2.0 * e as f64);
+        close(g.s_out, num_out, "ds_out".into());
+    }
+}
+
+#[test]
+fn conv_bn_backward_matches_finite_differences() {
+    let same3 = Window::same(3, 1, 5, 6);
+    let s2 = Window::same(3, 2, 5, 6);
+    Case::new(
+        1,
+        ConvKind::Dense,
+        InputQuant::Quantized(Signedness::Unsigned),
+        same3,
+    )
+    .check("dense unsigned");
+    Case::new(
+        2,
+        ConvKind::Dense,
+        InputQuant::Quantized(Signedness::Signed),
+        s2,
+    )
+    .check("dense signed stride 2");
+    Case::new(3, ConvKind::Dense, InputQuant::Fixed, same3).check("first layer (fixed input)");
+    Case::new(
+        4,
+        ConvKind::Depthwise,
+        InputQuant::Quantized(Signedness::Unsigned),
+        s2,
+    )
+    .check("depthwise stride 2");
+}
+
+#[test]
+fn conv_bn_fixed_point_forward_uses_f8net_formats() {
+    let mut case = Case::new(
+        5,
+        ConvKind::Dense,
+        InputQuant::Quantized(Signedness::Unsigned),
+        Window::same(3, 1, 5, 6),
+    );
+    let before = case.unit.running_fl.value;
+    let (out, saved) = case
+        .unit
+        .forward_train(&case.x, case.shape, 1.0, 1.0, Precision::Fixed)
+        .unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+    // The batch FL follows the σ rule on the raw input; the running FL moved towards it.
+    let sigma = f8net::fraclen::unbiased_std(&case.x);
+    let fl = f8net::fraclen::fl_from_std(sigma, Signedness::Unsigned);
+    assert_eq!(saved.x_fl, Some(fl));
+    assert!((case.unit.running_fl.value - (0.9 * before + 0.1 * fl as f32)).abs() < 1e-6);
+    assert!((0..=7).contains(&saved.w_fl));
+    // Eval mode reproduces the folded BN with running statistics (finite, same shape).
+    let eval = case
+        .unit
+        .forward_eval(&case.x, case.shape, 1.0, 1.0, Precision::Fixed)
+        .unwrap();
+    assert_eq!(eval.len(), out.len());
+}
