@@ -1,4 +1,5 @@
-// depthwise_f32.wgsl — f32 depthwise convolution, direct: out = clamp(dw(x, w) + bias, lo, hi).
+// depthwise_f32.wgsl — f32 depthwise convolution, direct: out = clamp(dw(x, w) + bias, lo, hi),
+// and its backward passes.
 //
 //   x    [B][H][W][C4]    vec4<f32>: NHWC input, channels padded to 4 with zeros
 //   w    [KH][KW][C4]     vec4<f32>: one filter tap per channel (padding lanes 0)
@@ -12,6 +13,15 @@
 // rows), reusing each weight vec4 for its 4 outputs. Reads for slots outside the tile are clamped
 // into the tile and their results dropped.
 // Dispatch (ceil(OW/tile_w), ceil(OH/tile_h), B·C4). The launcher keeps the staged tile ≤ CAP.
+//
+// depthwise_f32_backward_input (bindings dy, w, dx, p3): one invocation per dx word, gathering
+// only the taps ky ≡ (iy + pad_top) mod stride_h whose output row (iy + pad_top − ky)/stride_h
+// exists (same for x); grid_1d over B·H·W·C4, 64 per workgroup.
+// depthwise_f32_backward_weight (bindings x, dy, part_w, part_b, p): dw[tap][c4] and db[c4]
+// partials of the rows split_rows·z .. of split z. A workgroup owns 16 channel words of one tap
+// (16 lanes × 16 row lanes; consecutive invocations read consecutive words), row lanes stride
+// over the split, then a fixed tree sums the row lanes. Dispatch (ceil(C4/16), KH·KW, splits);
+// the launcher sums the partials with gemm_f32_sum_partials.
 
 const TO: u32 = 16u;     // output tile side (slots)
 const ROWS: u32 = 4u;    // output rows per invocation
@@ -35,6 +45,10 @@ struct Params {
     _pad0: u32,
     lo: f32, // activation clamp
     hi: f32,
+    batch: u32,
+    splits: u32,
+    split_rows: u32, // backward weight: output pixels per split
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -42,6 +56,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read_write> out2: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out3: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p3: Params;
 
 var<workgroup> tile: array<vec4<f32>, CAP>;
 
@@ -102,8 +119,69 @@ fn depthwise_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
-// Training entry points, placeholders until written (issue 4).
-@compute @workgroup_size(1)
-fn depthwise_f32_backward_input() {}
-@compute @workgroup_size(1)
-fn depthwise_f32_backward_weight() {}
+@compute @workgroup_size(64)
+fn depthwise_f32_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p3.batch * p3.in_h * p3.in_w * p3.c4) {
+        return;
+    }
+    let cg = i % p3.c4;
+    let t = i / p3.c4;
+    let qx = t % p3.in_w + p3.pad_left;
+    let qy = (t / p3.in_w) % p3.in_h + p3.pad_top;
+    let b = t / (p3.in_w * p3.in_h);
+    var acc = vec4<f32>(0.0);
+    for (var ky = qy % p3.stride_h; ky < p3.kh && ky <= qy; ky += p3.stride_h) {
+        let oy = (qy - ky) / p3.stride_h;
+        if (oy >= p3.out_h) {
+            continue;
+        }
+        for (var kx = qx % p3.stride_w; kx < p3.kw && kx <= qx; kx += p3.stride_w) {
+            let ox = (qx - kx) / p3.stride_w;
+            if (ox < p3.out_w) {
+                acc += x[((b * p3.out_h + oy) * p3.out_w + ox) * p3.c4 + cg] * w[(ky * p3.kw + kx) * p3.c4 + cg];
+            }
+        }
+    }
+    out2[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn depthwise_f32_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let cg = wid.x * 16u + lid % 16u;
+    let lane = lid / 16u;
+    let ky = i32(wid.y / p.kw) - i32(p.pad_top);
+    let kx = i32(wid.y % p.kw) - i32(p.pad_left);
+    let m0 = wid.z * p.split_rows;
+    let m1 = min(m0 + p.split_rows, p.batch * p.out_h * p.out_w);
+    var acc = vec4<f32>(0.0);
+    var dsum = vec4<f32>(0.0);
+    if (cg < p.c4) {
+        for (var r = m0 + lane; r < m1; r += 16u) {
+            let d = w[r * p.c4 + cg];
+            dsum += d;
+            let t = r / p.out_w;
+            let iy = i32((t % p.out_h) * p.stride_h) + ky;
+            let ix = i32((r % p.out_w) * p.stride_w) + kx;
+            if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+                acc += d * x[(((t / p.out_h) * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.c4 + cg];
+            }
+        }
+    }
+    tile[lid] = acc;
+    tile[256u + lid] = dsum;
+    workgroupBarrier();
+    for (var half = 128u; half >= 16u; half /= 2u) {
+        if (lid < half) {
+            tile[lid] += tile[lid + half];
+            tile[256u + lid] += tile[256u + lid + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid < 16u && cg < p.c4) {
+        out2[(wid.z * p.kh * p.kw + wid.y) * p.c4 + cg] = tile[lid];
+        if (wid.y == 0u) {
+            out3[wid.z * p.c4 + cg] = tile[256u + lid];
+        }
+    }
+}

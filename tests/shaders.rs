@@ -66,6 +66,15 @@ fn params_structs_match_their_rust_mirrors() {
         (Shader::Residual, size_of::<residual::ResidualParams>()),
         (Shader::Pool, size_of::<pool::PoolParams>()),
         (Shader::Quantize, size_of::<quantize::QuantizeParams>()),
+        (Shader::Batchnorm, size_of::<batchnorm::BatchnormParams>()),
+        (
+            Shader::Activation,
+            size_of::<activation::ActivationParams>(),
+        ),
+        (Shader::PoolF32, size_of::<pool_f32::PoolF32Params>()),
+        (Shader::Loss, size_of::<loss::LossParams>()),
+        (Shader::Optim, size_of::<optim::SgdParams>()),
+        (Shader::FakeQuant, size_of::<fake_quant::FakeQuantParams>()),
     ];
     for shader in Shader::ALL {
         let declares = shader.source().contains("struct Params");

@@ -38,6 +38,19 @@ macro_rules! with_tile {
     };
 }
 
+/// A kernel file followed by the f32 tile core and `common.wgsl` (gemm_f32 and conv_f32).
+macro_rules! with_f32_tile {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $file)),
+            "\n",
+            include_str!("../../shaders/f32_tile.wgsl"),
+            "\n",
+            include_str!("../../shaders/common.wgsl")
+        )
+    };
+}
+
 macro_rules! with_common {
     ($file:literal) => {
         concat!(
@@ -92,9 +105,9 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gemm => with_tile!("gemm.wgsl"),
-            Shader::GemmF32 => with_common!("gemm_f32.wgsl"),
+            Shader::GemmF32 => with_f32_tile!("gemm_f32.wgsl"),
             Shader::Conv => with_tile!("conv.wgsl"),
-            Shader::ConvF32 => with_common!("conv_f32.wgsl"),
+            Shader::ConvF32 => with_f32_tile!("conv_f32.wgsl"),
             Shader::Depthwise => with_common!("depthwise.wgsl"),
             Shader::DepthwiseF32 => with_common!("depthwise_f32.wgsl"),
             Shader::Residual => with_common!("residual.wgsl"),

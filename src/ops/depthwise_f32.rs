@@ -1,11 +1,15 @@
-//! Launcher of `shaders/depthwise_f32.wgsl`: f32 depthwise convolution (any stride, asymmetric
+//! Launchers of `shaders/depthwise_f32.wgsl`: f32 depthwise convolution (any stride, asymmetric
 //! zero padding, batch; kernels whose staged input tile fits the shader's 36×36 capacity) with
-//! bias and a fused activation clamp. Spec: `src/reference/depthwise_f32.rs`.
+//! bias and a fused activation clamp, and its backward passes (input gradient by gathering valid
+//! taps, any kernel; split weight and bias gradients summed by `gemm_f32_sum_partials`).
+//! Spec: `src/reference/depthwise_f32.rs`.
 //!
-//! input, out: `GpuF32Tensor` (NHWC, channels padded to 4); weights: `F32DepthwiseWeights`.
+//! input, out, dy, dx: `GpuF32Tensor` (NHWC, channels padded to 4); weights:
+//! `F32DepthwiseWeights`; dw, db: the layout of `F32DepthwiseWeights::w` / `::bias`
+//! ([kh][kw][4·ceil(c/4)] and [4·ceil(c/4)], padding written 0).
 
 use super::conv_f32::check_tensor;
-use super::gemm_f32::to_u32;
+use super::gemm_f32::{check_len, to_u32, Split};
 use crate::error::{Error, Result};
 use crate::gpu::{Encoder, Gpu, GpuBuffer, Kernel};
 use crate::reference::gemm_f32::Activation;
@@ -32,6 +36,10 @@ pub struct DepthwiseF32Params {
     pub _pad0: u32,
     pub lo: f32,
     pub hi: f32,
+    pub batch: u32,
+    pub splits: u32,
+    pub split_rows: u32,
+    pub _pad1: u32,
 }
 
 /// Output tile side of the shader (`TO`).
@@ -164,22 +172,11 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, d: &DepthwiseF32<'_>) -> Result<()> 
     let (lo, hi) = d.activation.bounds();
     let u = |v: usize| to_u32("depthwise_f32", v);
     let params = DepthwiseF32Params {
-        c4: u(c4)?,
-        in_h: u(input.shape.h)?,
-        in_w: u(input.shape.w)?,
-        out_h: u(os.h)?,
-        out_w: u(os.w)?,
-        kh: u(win.kh)?,
-        kw: u(win.kw)?,
-        stride_h: u(win.stride_h)?,
-        stride_w: u(win.stride_w)?,
-        pad_top: u(win.pad_top)?,
-        pad_left: u(win.pad_left)?,
         tile_h: u(tile_h)?,
         tile_w: u(tile_w)?,
-        _pad0: 0,
         lo,
         hi,
+        ..dw_params("depthwise_f32", input.shape, os, win)?
     };
     let groups = [
         u(os.w.div_ceil(tile_w))?,
@@ -197,5 +194,147 @@ pub fn record(gpu: &Gpu, enc: &mut Encoder, d: &DepthwiseF32<'_>) -> Result<()> 
         ],
         &params,
         groups,
+    )
+}
+
+/// Uniforms shared by the three entry points (clamp off, one split, no tile).
+fn dw_params(
+    op: &'static str,
+    input: Shape,
+    os: Shape,
+    win: &Window,
+) -> Result<DepthwiseF32Params> {
+    let u = |v: usize| to_u32(op, v);
+    Ok(DepthwiseF32Params {
+        c4: u(input.c4())?,
+        in_h: u(input.h)?,
+        in_w: u(input.w)?,
+        out_h: u(os.h)?,
+        out_w: u(os.w)?,
+        kh: u(win.kh)?,
+        kw: u(win.kw)?,
+        stride_h: u(win.stride_h)?,
+        stride_w: u(win.stride_w)?,
+        pad_top: u(win.pad_top)?,
+        pad_left: u(win.pad_left)?,
+        tile_h: 1,
+        tile_w: 1,
+        _pad0: 0,
+        lo: -f32::MAX,
+        hi: f32::MAX,
+        batch: u(input.n)?,
+        splits: 1,
+        split_rows: 0,
+        _pad1: 0,
+    })
+}
+
+/// The output shape of `window` on `input` must be `dy`'s.
+fn check_dy(op: &'static str, input: Shape, dy: Shape, win: &Window) -> Result<Shape> {
+    let (oh, ow) = win.out_hw(op, input.h, input.w)?;
+    let os = Shape::new(input.n, oh, ow, input.c);
+    if dy != os {
+        return Err(Error::shape(
+            op,
+            format!(
+                "dy is {dy}, expected {os} for input {input} and {}x{} stride {}x{}",
+                win.kh, win.kw, win.stride_h, win.stride_w
+            ),
+        ));
+    }
+    Ok(os)
+}
+
+/// dL/dx of a depthwise convolution.
+pub struct DepthwiseF32BackwardInput<'a> {
+    pub dy: &'a GpuF32Tensor,
+    pub weights: &'a F32DepthwiseWeights,
+    pub window: Window,
+    /// The input's shape; fully written (padding lanes 0).
+    pub dx: &'a GpuF32Tensor,
+}
+
+/// Record the input gradient of a depthwise convolution into `enc`.
+pub fn record_backward_input(
+    gpu: &Gpu,
+    enc: &mut Encoder,
+    a: &DepthwiseF32BackwardInput<'_>,
+) -> Result<()> {
+    let op = "depthwise_f32_backward_input";
+    let (dy, dx, win) = (a.dy, a.dx, &a.window);
+    check_tensor(op, "dy", dy)?;
+    check_tensor(op, "dx", dx)?;
+    if (win.kh, win.kw, dx.shape.c) != (a.weights.kh, a.weights.kw, a.weights.c) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "window {}x{} on input {}, weights are {}x{} for {} channels",
+                win.kh, win.kw, dx.shape, a.weights.kh, a.weights.kw, a.weights.c
+            ),
+        ));
+    }
+    let os = check_dy(op, dx.shape, dy.shape, win)?;
+    let params = dw_params(op, dx.shape, os, win)?;
+    let words = to_u32(op, dx.shape.pixels() * dx.shape.c4())?;
+    let groups = crate::gpu::grid_1d(words.div_ceil(64), gpu.max_workgroups_per_dim());
+    let binds = [dy.data.bind(), a.weights.w.bind(), dx.data.bind()];
+    enc.dispatch(
+        gpu,
+        Kernel::DepthwiseF32BackwardInput,
+        &binds,
+        &params,
+        groups,
+    )
+}
+
+/// dL/dw and dL/dbias of a depthwise convolution, given its input and dL/dy.
+pub struct DepthwiseF32BackwardWeight<'a> {
+    pub input: &'a GpuF32Tensor,
+    pub dy: &'a GpuF32Tensor,
+    pub window: Window,
+    /// `[kh][kw][4·ceil(c/4)]`, fully written.
+    pub dw: &'a GpuBuffer<f32>,
+    /// `[4·ceil(c/4)]`, fully written.
+    pub db: &'a GpuBuffer<f32>,
+}
+
+/// Channel words per weight-gradient workgroup and row lanes (16 × 16 in the shader).
+const GRAD_WORDS: usize = 16;
+
+/// Record the weight and bias gradients of a depthwise convolution into `enc`.
+pub fn record_backward_weight(
+    gpu: &Gpu,
+    enc: &mut Encoder,
+    a: &DepthwiseF32BackwardWeight<'_>,
+) -> Result<()> {
+    let op = "depthwise_f32_backward_weight";
+    let (x, dy, win) = (a.input, a.dy, &a.window);
+    check_tensor(op, "input", x)?;
+    check_tensor(op, "dy", dy)?;
+    let os = check_dy(op, x.shape, dy.shape, win)?;
+    let (cp, taps) = (x.shape.c_padded(), win.kh * win.kw);
+    check_len(op, "dw", a.dw.len(), taps, cp, x.shape.c)?;
+    check_len(op, "db", a.db.len(), 1, cp, x.shape.c)?;
+    let u = |v: usize| to_u32(op, v);
+    let tiles = x.shape.c4().div_ceil(GRAD_WORDS) * taps;
+    let split = Split::plan(os.pixels(), tiles, GRAD_WORDS);
+    let params = DepthwiseF32Params {
+        splits: u(split.splits)?,
+        split_rows: u(split.rows)?,
+        ..dw_params(op, x.shape, os, win)?
+    };
+    let groups = [
+        u(x.shape.c4().div_ceil(GRAD_WORDS))?,
+        u(taps)?,
+        u(split.splits)?,
+    ];
+    let (ins, outs) = ([&x.data, &dy.data], [a.dw, a.db]);
+    split.record(
+        gpu,
+        enc,
+        Kernel::DepthwiseF32BackwardWeight,
+        ins,
+        outs,
+        (&params, groups),
     )
 }

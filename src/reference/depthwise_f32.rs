@@ -1,13 +1,68 @@
-//! CPU spec of the f32 depthwise convolution (`shaders/depthwise_f32.wgsl`,
-//! `src/ops/depthwise_f32.rs`).
+//! CPU spec and backend of the f32 depthwise convolution, forward and backward
+//! (`shaders/depthwise_f32.wgsl`, `src/ops/depthwise_f32.rs`).
 //!
 //! x NHWC [n][h][w][c], w [c][kh][kw] (one filter per channel), bias [c], zero padding per
-//! `Window`, out NHWC [n][oh][ow][c] = act(depthwise(x, w) + bias). Accumulation in f64.
+//! `Window`, y NHWC [n][oh][ow][c] = act(depthwise(x, w) + bias).
+//! - backward input (gather): dx[b][iy][ix][c] = Σ over taps (ky, kx) whose output pixel
+//!   oy = (iy + pad_top − ky)/stride_h (exact, in range; same for x) exists of dy[b][oy][ox][c]·w[c][ky][kx]
+//! - backward weight: dw[c][ky][kx] = Σ_{b,oy,ox} dy[b][oy][ox][c]·x[b][iy][ix][c], db[c] = Σ dy
+//!
+//! Direct loops with channels innermost (weights transposed to tap-major `[kh·kw][c]`, so the
+//! inner loops run over contiguous channels and vectorize); f32 accumulation. Output rows are
+//! split across threads; the weight gradient sums fixed row chunks (at most `WEIGHT_CHUNKS`,
+//! independent of the thread count) into partials that are added in order in f64, so results do
+//! not depend on threading.
 
+use super::blas::{par_chunks, tap};
 use super::gemm_f32::Activation;
 use super::Window;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+
+/// Row chunks of the weight gradient (fixed, so the summation order is too).
+const WEIGHT_CHUNKS: usize = 8;
+
+/// Check lengths; the output shape.
+fn check(
+    op: &'static str,
+    shape: Shape,
+    window: &Window,
+    lens: &[(&str, usize, usize)],
+) -> Result<Shape> {
+    let (oh, ow) = window.out_hw(op, shape.h, shape.w)?;
+    let os = Shape::new(shape.n, oh, ow, shape.c);
+    for &(what, got, want) in lens {
+        if got != want || shape.c == 0 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} has {got} values, expected {want} for input {shape} -> {os}, {}x{} kernel",
+                    window.kh, window.kw
+                ),
+            ));
+        }
+    }
+    Ok(os)
+}
+
+/// `[c][taps]` → `[taps][c]`.
+fn tap_major(w: &[f32], c: usize, taps: usize) -> Vec<f32> {
+    let mut wt = vec![0.0; w.len()];
+    for ch in 0..c {
+        for t in 0..taps {
+            wt[t * c + ch] = w[ch * taps + t];
+        }
+    }
+    wt
+}
+
+/// `acc[i] += a[i] · b[i]`.
+#[inline]
+fn fma(acc: &mut [f32], a: &[f32], b: &[f32]) {
+    acc.iter_mut()
+        .zip(a.iter().zip(b))
+        .for_each(|(s, (a, b))| *s += a * b);
+}
 
 /// The depthwise convolution; returns the output shape and values.
 pub fn depthwise_f32(
@@ -19,45 +74,157 @@ pub fn depthwise_f32(
     act: Activation,
 ) -> Result<(Shape, Vec<f32>)> {
     let (kh, kw, c) = (window.kh, window.kw, shape.c);
-    if x.len() != shape.len() || w.len() != c * kh * kw || bias.len() != c {
-        return Err(Error::shape(
-            "depthwise_f32",
-            format!(
-                "x has {} values for {shape}, w has {} for [{c}, {kh}, {kw}], bias has {} for {c}",
-                x.len(),
-                w.len(),
-                bias.len()
-            ),
-        ));
-    }
-    let (oh, ow) = window.out_hw("depthwise_f32", shape.h, shape.w)?;
-    let os = Shape::new(shape.n, oh, ow, c);
-    let mut out = vec![0.0; os.len()];
-    for b in 0..shape.n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ch in 0..c {
-                    let mut acc = bias[ch] as f64;
-                    for ky in 0..kh {
-                        let iy = (oy * window.stride_h + ky) as isize - window.pad_top as isize;
-                        if iy < 0 || iy >= shape.h as isize {
+    let lens = [
+        ("x", x.len(), shape.len()),
+        ("w", w.len(), c * kh * kw),
+        ("bias", bias.len(), c),
+    ];
+    let os = check("depthwise_f32", shape, window, &lens)?;
+    let wt = tap_major(w, c, kh * kw);
+    let mut y = vec![0.0; os.len()];
+    let work = os.len() * kh * kw;
+    par_chunks(&mut y, os.w * c, work, |first, rows| {
+        for (j, yrow) in rows.chunks_exact_mut(os.w * c).enumerate() {
+            let (b, oy) = ((first + j) / os.h, (first + j) % os.h);
+            for (ox, out) in yrow.chunks_exact_mut(c).enumerate() {
+                out.copy_from_slice(bias);
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, ky, window.stride_h, window.pad_top, shape.h) else {
+                        continue;
+                    };
+                    for kx in 0..kw {
+                        let Some(ix) = tap(ox, kx, window.stride_w, window.pad_left, shape.w)
+                        else {
                             continue;
-                        }
-                        for kx in 0..kw {
-                            let ix =
-                                (ox * window.stride_w + kx) as isize - window.pad_left as isize;
-                            if ix < 0 || ix >= shape.w as isize {
-                                continue;
-                            }
-                            let xv =
-                                x[((b * shape.h + iy as usize) * shape.w + ix as usize) * c + ch];
-                            acc += xv as f64 * w[(ch * kh + ky) * kw + kx] as f64;
-                        }
+                        };
+                        let px = ((b * shape.h + iy) * shape.w + ix) * c;
+                        let t = (ky * kw + kx) * c;
+                        fma(out, &x[px..px + c], &wt[t..t + c]);
                     }
-                    out[((b * oh + oy) * ow + ox) * c + ch] = act.apply(acc as f32);
+                }
+                if act != Activation::None {
+                    out.iter_mut().for_each(|v| *v = act.apply(*v));
                 }
             }
         }
+    });
+    Ok((os, y))
+}
+
+/// The taps `t` (< k) with `(i + pad − t) = o·stride`, `o < out`: `(t, o)` pairs.
+fn back_taps(i: usize, k: usize, stride: usize, pad: usize, out: usize) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let q = i + pad;
+    let mut t = q % stride;
+    while t < k && t <= q {
+        let o = (q - t) / stride;
+        if o < out {
+            v.push((t, o));
+        }
+        t += stride;
     }
-    Ok((os, out))
+    v
+}
+
+/// dL/dx of the depthwise convolution given dL/dy (`dy`, the output's shape); `shape` is x's.
+pub fn depthwise_f32_backward_input(
+    dy: &[f32],
+    shape: Shape,
+    w: &[f32],
+    window: &Window,
+) -> Result<Vec<f32>> {
+    let (kh, kw, c) = (window.kh, window.kw, shape.c);
+    let op = "depthwise_f32_backward_input";
+    let (oh, ow) = window.out_hw(op, shape.h, shape.w)?;
+    let lens = [
+        ("dy", dy.len(), shape.n * oh * ow * c),
+        ("w", w.len(), c * kh * kw),
+    ];
+    let os = check(op, shape, window, &lens)?;
+    let wt = tap_major(w, c, kh * kw);
+    let cols: Vec<Vec<(usize, usize)>> = (0..shape.w)
+        .map(|ix| back_taps(ix, kw, window.stride_w, window.pad_left, os.w))
+        .collect();
+    let mut dx = vec![0.0; shape.len()];
+    let work = os.len() * kh * kw;
+    par_chunks(&mut dx, shape.w * c, work, |first, rows| {
+        for (j, dxrow) in rows.chunks_exact_mut(shape.w * c).enumerate() {
+            let (b, iy) = ((first + j) / shape.h, (first + j) % shape.h);
+            let ys = back_taps(iy, kh, window.stride_h, window.pad_top, os.h);
+            for (ix, out) in dxrow.chunks_exact_mut(c).enumerate() {
+                for &(ky, oy) in &ys {
+                    for &(kx, ox) in &cols[ix] {
+                        let px = ((b * os.h + oy) * os.w + ox) * c;
+                        let t = (ky * kw + kx) * c;
+                        fma(out, &dy[px..px + c], &wt[t..t + c]);
+                    }
+                }
+            }
+        }
+    });
+    Ok(dx)
+}
+
+/// dL/dw (`[c][kh][kw]`, like `w`) and dL/dbias of the depthwise convolution given its input `x`
+/// (shape `shape`) and dL/dy.
+pub fn depthwise_f32_backward_weight(
+    x: &[f32],
+    shape: Shape,
+    dy: &[f32],
+    window: &Window,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (kh, kw, c) = (window.kh, window.kw, shape.c);
+    let op = "depthwise_f32_backward_weight";
+    let (oh, ow) = window.out_hw(op, shape.h, shape.w)?;
+    let lens = [
+        ("x", x.len(), shape.len()),
+        ("dy", dy.len(), shape.n * oh * ow * c),
+    ];
+    let os = check(op, shape, window, &lens)?;
+    let taps = kh * kw;
+    let rows = os.n * os.h;
+    let chunks = rows.clamp(1, WEIGHT_CHUNKS);
+    let per = rows.div_ceil(chunks);
+    // Partials per chunk: [taps][c] weight sums, then [c] bias sums.
+    let item = (taps + 1) * c;
+    let mut parts = vec![0.0f32; chunks * item];
+    par_chunks(&mut parts, item, os.len() * taps, |first, mine| {
+        for (j, part) in mine.chunks_exact_mut(item).enumerate() {
+            let (dwp, dbp) = part.split_at_mut(taps * c);
+            for row in (first + j) * per..((first + j + 1) * per).min(rows) {
+                let (b, oy) = (row / os.h, row % os.h);
+                for ox in 0..os.w {
+                    let g = &dy[((b * os.h + oy) * os.w + ox) * c..][..c];
+                    dbp.iter_mut().zip(g).for_each(|(s, v)| *s += v);
+                    for ky in 0..kh {
+                        let Some(iy) = tap(oy, ky, window.stride_h, window.pad_top, shape.h) else {
+                            continue;
+                        };
+                        for kx in 0..kw {
+                            let Some(ix) = tap(ox, kx, window.stride_w, window.pad_left, shape.w)
+                            else {
+                                continue;
+                            };
+                            let px = ((b * shape.h + iy) * shape.w + ix) * c;
+                            let t = (ky * kw + kx) * c;
+                            fma(&mut dwp[t..t + c], g, &x[px..px + c]);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut dw = vec![0.0; c * taps];
+    let mut db = vec![0.0; c];
+    for ch in 0..c {
+        for t in 0..=taps {
+            let s: f64 = parts.chunks_exact(item).map(|p| p[t * c + ch] as f64).sum();
+            if t < taps {
+                dw[ch * taps + t] = s as f32;
+            } else {
+                db[ch] = s as f32;
+            }
+        }
+    }
+    Ok((dw, db))
 }

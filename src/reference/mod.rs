@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod batchnorm;
+pub mod blas;
 pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;

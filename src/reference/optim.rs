@@ -97,7 +97,9 @@ pub fn check_sgd_lengths(op: &'static str, w: usize, grad: usize, buf: usize) ->
     if w != grad || w != buf {
         return Err(Error::shape(
             op,
-            format!("weights {w}, gradient {grad} and momentum buffer {buf} must have equal lengths"),
+            format!(
+                "weights {w}, gradient {grad} and momentum buffer {buf} must have equal lengths"
+            ),
         ));
     }
     Ok(())
@@ -144,12 +146,17 @@ impl LrSchedule {
         epochs: u64,
         iters_per_epoch: u64,
     ) -> Result<LrSchedule> {
-        if batch == 0 || epochs == 0 || iters_per_epoch == 0 || !(base_lr >= 0.0) {
+        if batch == 0
+            || epochs == 0
+            || iters_per_epoch == 0
+            || !base_lr.is_finite()
+            || base_lr < 0.0
+        {
             return Err(Error::range(
                 "lr schedule",
                 format!(
-                    "batch {batch}, {epochs} epochs of {iters_per_epoch} iterations and lr \
-                     {base_lr} must all be positive"
+                    "batch {batch} and {epochs} epochs of {iters_per_epoch} iterations must be \
+                     positive, lr {base_lr} finite and not negative"
                 ),
             ));
         }
