@@ -186,3 +186,106 @@ fn conv_bn_fixed_point_forward_uses_f8net_formats() {
         .unwrap();
     assert_eq!(eval.len(), out.len());
 }
+
+mod classifier {
+    use crate::common::*;
+    use f8net::train::conv_bn::Precision;
+    use f8net::train::linear::Classifier;
+
+    fn setup() -> (Classifier, Vec<f32>, Vec<f32>) {
+        let mut rng = Rng::new(11);
+        let (n, k, classes) = (3, 7, 4);
+        let mut fc = Classifier::new(
+            k,
+            classes,
+            (0..classes * k).map(|_| rng.f32() * 0.6).collect(),
+        );
+        fc.bias = (0..classes).map(|_| rng.f32()).collect();
+        let x = (0..n * k).map(|_| 0.3 + 1.6 * (rng.f32() + 1.0)).collect();
+        let r = (0..n * classes).map(|_| rng.f32()).collect();
+        (fc, x, r)
+    }
+
+    fn loss(fc: &Classifier, x: &[f32], s: f32, r: &[f32], ws: f32) -> f64 {
+        // ws is detached in the official code: hold it at the base point's value.
+        let (logits, saved) = fc.clone().forward_train(x, 3, s, Precision::Float).unwrap();
+        let scale = ws / saved.ws;
+        logits
+            .iter()
+            .zip(r)
+            .enumerate()
+            .map(|(i, (l, r))| ((l - fc.bias[i % 4]) * scale + fc.bias[i % 4]) as f64 * *r as f64)
+            .sum()
+    }
+
+    #[test]
+    fn classifier_backward_matches_finite_differences() {
+        let (fc, x, r) = setup();
+        let s = 0.9;
+        let (_, saved) = fc
+            .clone()
+            .forward_train(&x, 3, s, Precision::Float)
+            .unwrap();
+        let (dx, g) = fc.backward(&saved, &r).unwrap();
+        let eps = FD_EPS as f64;
+        let close = |a: f32, num: f64, what: &str| {
+            assert!(
+                (a as f64 - num).abs() <= FD_ATOL as f64 + FD_RTOL as f64 * num.abs(),
+                "{what}: {a} vs {num}"
+            );
+        };
+        for i in [0, 5, 11, 20] {
+            let (mut a, mut b) = (x.clone(), x.clone());
+            a[i] += FD_EPS;
+            b[i] -= FD_EPS;
+            close(
+                dx[i],
+                (loss(&fc, &a, s, &r, saved.ws) - loss(&fc, &b, s, &r, saved.ws)) / (2.0 * eps),
+                "dx",
+            );
+        }
+        for i in [0, 9, 17, 27] {
+            let (mut a, mut b) = (fc.clone(), fc.clone());
+            a.weight[i] += FD_EPS;
+            b.weight[i] -= FD_EPS;
+            close(
+                g.weight[i],
+                (loss(&a, &x, s, &r, saved.ws) - loss(&b, &x, s, &r, saved.ws)) / (2.0 * eps),
+                "dw",
+            );
+        }
+        for c in 0..4 {
+            let (mut a, mut b) = (fc.clone(), fc.clone());
+            a.bias[c] += FD_EPS;
+            b.bias[c] -= FD_EPS;
+            close(
+                g.bias[c],
+                (loss(&a, &x, s, &r, saved.ws) - loss(&b, &x, s, &r, saved.ws)) / (2.0 * eps),
+                "db",
+            );
+        }
+        let e = 1e-3;
+        close(
+            g.s_fc,
+            (loss(&fc, &x, s + e, &r, saved.ws) - loss(&fc, &x, s - e, &r, saved.ws))
+                / (2.0 * e as f64),
+            "ds",
+        );
+    }
+
+    #[test]
+    fn inference_drops_the_positive_rescale() {
+        let (fc, x, _) = setup();
+        let s = 0.9;
+        let (train, saved) = fc
+            .clone()
+            .forward_train(&x, 3, s, Precision::Float)
+            .unwrap();
+        let eval = fc
+            .forward_eval(&x, 3, s, saved.ws, Precision::Float)
+            .unwrap();
+        for (t, e) in train.iter().zip(&eval) {
+            assert!((t / (s * saved.ws) - e).abs() < 1e-4, "{t} vs {e}");
+        }
+    }
+}
