@@ -106,7 +106,7 @@ fn gemm_f32_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
                 dv = x[(row0 + r) * p3.k4 + gk];
             }
             xs[(i % BK4) * BM + r] = dv;
-            // Column c of wᵀ at word gk: w[4·gk + l][c] for the four lanes l.
+            // Column c of wᵀ at word gk2: w[4·gk2 + l][c] for the four lanes l.
             let c = i % BN;
             let gk2 = kt + i / BN;
             var wv = vec4<f32>(0.0);

@@ -9,8 +9,10 @@
 //! - [`gpu`]: the only module that calls wgpu (adapter, device, buffers, kernels, timing).
 //! - [`ops`]: GPU launchers, one per shader in `shaders/`.
 //! - [`reference`]: CPU spec of every kernel, bit-exact for integer ops.
+//! - [`bench`]: throughput benchmarks (device ceilings, int8 vs f32 kernels and models).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod builtin;
 pub mod compare;
 pub mod error;

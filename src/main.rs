@@ -1,5 +1,5 @@
-//! The `f8net` command line: `infer`, `quantize`, `compare`, `adapters` (and, to come,
-//! `train`, `eval`, `bench`). Every failure prints one line `f8net: <reason>` and exits non-zero.
+//! The `f8net` command line: `infer`, `quantize`, `compare`, `adapters`, `bench` (and, to
+//! come, `train`, `eval`). Every failure prints one line `f8net: <reason>` and exits non-zero.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -105,8 +105,31 @@ enum Command {
     Train,
     /// Accuracy of a model on a test set (not yet available).
     Eval,
-    /// Throughput benchmarks (not yet available: use `cargo bench`).
-    Bench,
+    /// Throughput: the device's ceilings, int8 vs f32 kernels at real layer shapes, whole models.
+    Bench {
+        /// Fewer rounds and smaller batches (under a minute on lavapipe).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON instead of the markdown tables.
+        #[arg(long)]
+        json: bool,
+        /// Only kernel and model rows whose name contains this (ceilings always run).
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Kernel batch sizes, comma-separated [default: 1,32; --quick: 1].
+        #[arg(long, value_delimiter = ',')]
+        batches: Option<Vec<usize>>,
+        /// Model batch sizes, comma-separated [default: 1,32; --quick: 1,4].
+        #[arg(long, value_delimiter = ',')]
+        model_batches: Option<Vec<usize>>,
+        /// Float EfficientNet-Lite0 safetensors for the f32 model rows [default: the one in
+        /// assets/models if found, else the float twin of the int8 model].
+        #[arg(long)]
+        float: Option<PathBuf>,
+        /// Also write the markdown tables to this file.
+        #[arg(long)]
+        md: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -262,10 +285,45 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train => bail!("train is not available yet (F8Net QAT is being built: issue 4)"),
         Command::Eval => bail!("eval is not available yet (issue 5)"),
-        Command::Bench => {
-            bail!("f8net bench is not available yet; `cargo bench` runs the kernel benchmarks")
+        Command::Bench {
+            quick,
+            json,
+            filter,
+            batches,
+            model_batches,
+            float,
+            md,
+        } => {
+            let mut cfg = if quick {
+                f8net::bench::BenchConfig::quick()
+            } else {
+                f8net::bench::BenchConfig::full()
+            };
+            cfg.filter = filter;
+            cfg.kernel_batches = batches.unwrap_or(cfg.kernel_batches);
+            cfg.model_batches = model_batches.unwrap_or(cfg.model_batches);
+            cfg.float_model = float;
+            bench(&cfg, json, md.as_deref())
         }
     }
+}
+
+fn bench(cfg: &f8net::bench::BenchConfig, json: bool, md: Option<&Path>) -> Result<()> {
+    let gpu = Gpu::new().context("f8net bench needs a GPU adapter (`f8net adapters`)")?;
+    eprintln!("bench on {}", gpu.adapter());
+    let report = f8net::bench::run(&gpu, cfg, &mut |line| eprintln!("  {line}"))?;
+    let table = report.to_markdown();
+    if let Some(path) = md {
+        let tmp = path.with_extension("md.tmp");
+        std::fs::write(&tmp, &table).with_context(|| format!("{}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{table}");
+    }
+    Ok(())
 }
 
 fn infer(

@@ -187,7 +187,11 @@ fn write_edited_model(path: &Path, edit: impl Fn(&mut std::collections::HashMap<
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
     let mut info = meta.metadata().clone().unwrap();
     edit(&mut info);
-    std::fs::write(path, safetensors::serialize(st.tensors(), Some(info)).unwrap()).unwrap();
+    std::fs::write(
+        path,
+        safetensors::serialize(st.tensors(), Some(info)).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -199,13 +203,25 @@ fn models_with_a_wrong_version_or_fl_give_one_clear_line() {
     });
     let fl = d.join("fl.safetensors");
     write_edited_model(&fl, |m| {
-        let g = m["f8net.graph"].replacen(r#""input_format":{"fl":7"#, r#""input_format":{"fl":12"#, 1);
+        let g =
+            m["f8net.graph"].replacen(r#""input_format":{"fl":7"#, r#""input_format":{"fl":12"#, 1);
         m.insert("f8net.graph".into(), g);
     });
     for (path, needle) in [(v9, "version 9"), (fl, "fractional length 12")] {
-        let out = f8net(&["infer", "--cpu", "--model", path.to_str().unwrap(), "assets/images/coffee.jpg"]);
+        let out = f8net(&[
+            "infer",
+            "--cpu",
+            "--model",
+            path.to_str().unwrap(),
+            "assets/images/coffee.jpg",
+        ]);
         assert_clean_failure(&out, needle);
-        assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -218,7 +234,11 @@ fn without_a_usable_adapter_infer_says_so_and_runs_on_the_cpu() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("running on the CPU reference"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("running on the CPU reference"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("CPU reference"));
     assert!([967, 968, 504].contains(&top1s(&text(&out.stdout))[0]));
 }

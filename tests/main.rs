@@ -1,5 +1,6 @@
 //! The single integration-test binary: every test module is listed here.
 
+mod bench;
 mod cli;
 mod common;
 mod fixed_point;

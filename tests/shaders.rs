@@ -75,6 +75,7 @@ fn params_structs_match_their_rust_mirrors() {
         (Shader::Loss, size_of::<loss::LossParams>()),
         (Shader::Optim, size_of::<optim::SgdParams>()),
         (Shader::FakeQuant, size_of::<fake_quant::FakeQuantParams>()),
+        (Shader::Ceiling, size_of::<ceiling::CeilingParams>()),
     ];
     for shader in Shader::ALL {
         let declares = shader.source().contains("struct Params");

@@ -126,6 +126,43 @@ impl Encoder {
         Ok(())
     }
 
+    /// Copy `len` elements of `src` from element `src_at` into `dst` at element `dst_at`
+    /// (byte offsets and the size must be multiples of 4, e.g. any `f32`/`u32`/`i32` range).
+    pub fn copy_range<T: Pod>(
+        &mut self,
+        src: &super::GpuBuffer<T>,
+        src_at: usize,
+        dst: &super::GpuBuffer<T>,
+        dst_at: usize,
+        len: usize,
+    ) -> Result<()> {
+        let size = std::mem::size_of::<T>();
+        let fits = |at: usize, buf_len: usize| at.checked_add(len).is_some_and(|e| e <= buf_len);
+        if !fits(src_at, src.len()) || !fits(dst_at, dst.len()) || (len * size) % 4 != 0 {
+            return Err(Error::shape(
+                "copy",
+                format!(
+                    "{len} elements from {src_at} of {} into {dst_at} of {}",
+                    src.len(),
+                    dst.len()
+                ),
+            ));
+        }
+        if (src_at * size) % 4 != 0 || (dst_at * size) % 4 != 0 {
+            return Err(Error::shape("copy", "offsets must be multiples of 4 bytes"));
+        }
+        if len > 0 {
+            self.enc.copy_buffer_to_buffer(
+                &src.buffer,
+                (src_at * size) as u64,
+                &dst.buffer,
+                (dst_at * size) as u64,
+                (len * size) as u64,
+            );
+        }
+        Ok(())
+    }
+
     /// Write timestamp `index` (0 = start, 1 = end) of `timer`.
     pub fn timestamp(&mut self, timer: &GpuTimer, index: u32) {
         if let Some(qs) = &timer.query_set {

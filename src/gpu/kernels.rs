@@ -23,6 +23,7 @@ pub enum Shader {
     Loss,
     Optim,
     FakeQuant,
+    Ceiling,
 }
 
 /// A kernel file followed by the dp4a tile core and `common.wgsl` (gemm and conv).
@@ -62,7 +63,7 @@ macro_rules! with_common {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Gemm,
         Shader::GemmF32,
         Shader::Conv,
@@ -78,6 +79,7 @@ impl Shader {
         Shader::Loss,
         Shader::Optim,
         Shader::FakeQuant,
+        Shader::Ceiling,
     ];
 
     /// File name under `shaders/`.
@@ -98,6 +100,7 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::FakeQuant => "fake_quant.wgsl",
+            Shader::Ceiling => "ceiling.wgsl",
         }
     }
 
@@ -119,6 +122,7 @@ impl Shader {
             Shader::Loss => with_common!("loss.wgsl"),
             Shader::Optim => with_common!("optim.wgsl"),
             Shader::FakeQuant => with_common!("fake_quant.wgsl"),
+            Shader::Ceiling => with_common!("ceiling.wgsl"),
         }
     }
 }
@@ -164,10 +168,13 @@ pub enum Kernel {
     FakeQuant,
     FakeQuantBackward,
     TensorStats,
+    CeilingDp4a,
+    CeilingFma,
+    CeilingCopy,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 38] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::Gemm,
         Kernel::GemmF32,
         Kernel::Conv,
@@ -206,6 +213,9 @@ impl Kernel {
         Kernel::FakeQuant,
         Kernel::FakeQuantBackward,
         Kernel::TensorStats,
+        Kernel::CeilingDp4a,
+        Kernel::CeilingFma,
+        Kernel::CeilingCopy,
     ];
 
     pub fn shader(self) -> Shader {
@@ -245,6 +255,7 @@ impl Kernel {
             Kernel::FakeQuant => Shader::FakeQuant,
             Kernel::FakeQuantBackward => Shader::FakeQuant,
             Kernel::TensorStats => Shader::FakeQuant,
+            Kernel::CeilingDp4a | Kernel::CeilingFma | Kernel::CeilingCopy => Shader::Ceiling,
         }
     }
 
@@ -289,6 +300,9 @@ impl Kernel {
             Kernel::FakeQuant => "fake_quant",
             Kernel::FakeQuantBackward => "fake_quant_backward",
             Kernel::TensorStats => "tensor_stats",
+            Kernel::CeilingDp4a => "ceiling_dp4a",
+            Kernel::CeilingFma => "ceiling_fma",
+            Kernel::CeilingCopy => "ceiling_copy",
         }
     }
 }

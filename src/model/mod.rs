@@ -8,7 +8,8 @@
 //! - [`efficientnet`]: EfficientNet-Lite0 from `assets/models/efficientnet_lite0.f32.safetensors`,
 //!   and its input normalization.
 //! - [`int`]: the integer F8Net graph; [`file`]: its safetensors file; [`run_cpu`]: its CPU
-//!   reference executor.
+//!   reference executor; [`run_gpu`]: its GPU executor.
+//! - [`run_gpu_f32`]: the float graph on the GPU (f32 kernels; the f32 side of the benchmarks).
 //! - [`st`]: reading f32 tensors from safetensors files with file-level errors.
 
 pub mod efficientnet;
@@ -18,4 +19,5 @@ pub mod float_cpu;
 pub mod int;
 pub mod run_cpu;
 pub mod run_gpu;
+pub mod run_gpu_f32;
 pub mod st;

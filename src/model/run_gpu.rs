@@ -1,10 +1,12 @@
 //! Runs an integer model on the GPU: weights, biases and shifts are uploaded once
 //! (`GpuModel::upload`); a forward pass allocates its activations, records every node into one
 //! encoder, submits once and reads back only the int32 logits. Must equal `run_cpu` bit for bit.
+//! Benchmarks allocate the activations once (`alloc_activations`, `write_input`) and record the
+//! same forward many times (`record`) between timestamps.
 
 use super::int::{ConvKind, IntModel, IntNode, TensorInfo, TensorType};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Encoder, Gpu};
 use crate::ops::conv::{self, Conv2d};
 use crate::ops::depthwise::{self, Depthwise, DepthwiseWeights};
 use crate::ops::gemm::{self, Gemm, OutBuffer};
@@ -12,7 +14,7 @@ use crate::ops::pool::{self, GlobalAvgPool, MaxPool, PoolInput};
 use crate::ops::quantize::{self, Requantize};
 use crate::ops::residual::{self, ResidualAdd};
 use crate::ops::{Epilogue, PackedWeights};
-use crate::tensor::{GpuI32Tensor, GpuQTensor, Shape};
+use crate::tensor::{pack_codes, GpuI32Tensor, GpuQTensor, QTensor, Shape};
 
 /// Uploaded parameters of one node.
 enum NodeWeights {
@@ -26,6 +28,19 @@ pub struct GpuModel {
     model: IntModel,
     info: Vec<TensorInfo>,
     weights: Vec<NodeWeights>,
+}
+
+/// Every tensor of one forward pass for a batch size (tensor 0 = the input codes).
+pub struct GpuActivations {
+    n: usize,
+    t: Vec<Tensor>,
+}
+
+impl GpuActivations {
+    /// The batch size these activations hold.
+    pub fn batch(&self) -> usize {
+        self.n
+    }
 }
 
 /// An activation on the GPU.
@@ -115,20 +130,57 @@ impl GpuModel {
 
     /// int32 logits `[n][classes]` for a batch of input codes (NHWC, the model's input format).
     pub fn forward(&self, gpu: &Gpu, input: &[i32], n: usize) -> Result<Vec<i32>> {
-        let i0 = &self.info[0];
-        let shape = Shape::new(n, i0.h, i0.w, i0.c);
-        let x = crate::tensor::QTensor::new(shape, self.model.input_format, input.to_vec())
-            .map_err(|e| Error::shape("gpu forward", format!("input: {e}")))?;
-        let mut t: Vec<Tensor> = vec![Tensor::Codes(GpuQTensor::upload(gpu, &x)?)];
+        let acts = self.alloc_activations(gpu, n)?;
+        self.write_input(gpu, &acts, input)?;
         let mut enc = gpu.encoder();
+        self.record(gpu, &mut enc, &acts)?;
+        gpu.submit(enc)?;
+        self.logits(gpu, &acts)
+    }
+
+    /// Allocate every tensor of a forward pass for a batch of `n`.
+    pub fn alloc_activations(&self, gpu: &Gpu, n: usize) -> Result<GpuActivations> {
+        let t = (0..self.info.len())
+            .map(|j| self.alloc(gpu, j, n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GpuActivations { n, t })
+    }
+
+    /// Validate input codes (NHWC, the model's input format) and queue them into `acts`.
+    pub fn write_input(&self, gpu: &Gpu, acts: &GpuActivations, input: &[i32]) -> Result<()> {
+        let i0 = &self.info[0];
+        let shape = Shape::new(acts.n, i0.h, i0.w, i0.c);
+        let x = QTensor::new(shape, self.model.input_format, input.to_vec())
+            .map_err(|e| Error::shape("gpu forward", format!("input: {e}")))?;
+        let dst = acts.t[0].codes("input")?;
+        gpu.write(&dst.data, &pack_codes(&x.codes, shape.c))
+    }
+
+    /// The int32 logits of the last recorded and submitted forward into `acts`.
+    pub fn logits(&self, gpu: &Gpu, acts: &GpuActivations) -> Result<Vec<i32>> {
+        match acts.t.last() {
+            Some(Tensor::Int32(logits)) => logits.download(gpu),
+            _ => Err(Error::shape(
+                "gpu forward",
+                "model does not end in int32 logits",
+            )),
+        }
+    }
+
+    /// Record one forward pass over `acts` (input already written) into `enc`.
+    pub fn record(&self, gpu: &Gpu, enc: &mut Encoder, acts: &GpuActivations) -> Result<()> {
+        let t = &acts.t;
+        if t.len() != self.info.len() {
+            return Err(Error::shape("gpu forward", "activations of another model"));
+        }
         for (j, node) in self.model.nodes.iter().enumerate() {
-            let out = self.alloc(gpu, j + 1, n)?;
+            let out = &t[j + 1];
             match (node, &self.weights[j]) {
                 (IntNode::Conv { input, window, .. }, NodeWeights::Dense(w, ep)) => {
                     let x = t[*input].codes("conv")?;
                     conv::record(
                         gpu,
-                        &mut enc,
+                        enc,
                         &Conv2d {
                             x: &x.data,
                             x_signedness: x.format.signedness,
@@ -136,7 +188,7 @@ impl GpuModel {
                             weights: w,
                             window: *window,
                             epilogue: ep,
-                            out: out_buf(&out),
+                            out: out_buf(out),
                         },
                     )?;
                 }
@@ -144,7 +196,7 @@ impl GpuModel {
                     let x = t[*input].codes("depthwise")?;
                     depthwise::record(
                         gpu,
-                        &mut enc,
+                        enc,
                         &Depthwise {
                             x: &x.data,
                             x_signedness: x.format.signedness,
@@ -152,7 +204,7 @@ impl GpuModel {
                             window: *window,
                             weights: w,
                             epilogue: ep,
-                            out: out_buf(&out),
+                            out: out_buf(out),
                         },
                     )?;
                 }
@@ -160,14 +212,14 @@ impl GpuModel {
                     let x = t[*input].codes("linear")?;
                     gemm::record(
                         gpu,
-                        &mut enc,
+                        enc,
                         &Gemm {
                             x: &x.data,
                             x_signedness: x.format.signedness,
-                            m: n,
+                            m: acts.n,
                             weights: w,
                             epilogue: ep,
-                            out: out_buf(&out),
+                            out: out_buf(out),
                         },
                     )?;
                 }
@@ -182,7 +234,7 @@ impl GpuModel {
                 ) => {
                     quantize::record_requantize(
                         gpu,
-                        &mut enc,
+                        enc,
                         &Requantize {
                             x: t[*input].int32("requantize")?,
                             clamp: Some((*clamp_lo, *clamp_hi)),
@@ -193,7 +245,7 @@ impl GpuModel {
                 (IntNode::Add { a, b, act }, _) => {
                     residual::record(
                         gpu,
-                        &mut enc,
+                        enc,
                         &ResidualAdd {
                             a: t[*a].int32("add")?,
                             b: t[*b].int32("add")?,
@@ -209,7 +261,7 @@ impl GpuModel {
                     };
                     pool::record_global_avg_pool(
                         gpu,
-                        &mut enc,
+                        enc,
                         &GlobalAvgPool {
                             x,
                             out: out.int32("pool")?,
@@ -219,7 +271,7 @@ impl GpuModel {
                 (IntNode::MaxPool { input, window }, _) => {
                     pool::record_max_pool(
                         gpu,
-                        &mut enc,
+                        enc,
                         &MaxPool {
                             x: t[*input].codes("max pool")?,
                             window: *window,
@@ -234,15 +286,7 @@ impl GpuModel {
                     ))
                 }
             }
-            t.push(out);
         }
-        gpu.submit(enc)?;
-        match t.last() {
-            Some(Tensor::Int32(logits)) => logits.download(gpu),
-            _ => Err(Error::shape(
-                "gpu forward",
-                "model does not end in int32 logits",
-            )),
-        }
+        Ok(())
     }
 }

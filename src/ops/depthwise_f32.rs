@@ -96,6 +96,11 @@ impl F32DepthwiseWeights {
             bias: gpu.upload(&b)?,
         })
     }
+
+    /// Gradient buffers of these weights and bias (same layouts), zeroed.
+    pub fn alloc_grads(&self, gpu: &Gpu) -> Result<(GpuBuffer<f32>, GpuBuffer<f32>)> {
+        Ok((gpu.alloc(self.w.len())?, gpu.alloc(self.bias.len())?))
+    }
 }
 
 /// One f32 depthwise convolution: `out = act(depthwise(input, weights) + bias)`.

@@ -113,6 +113,11 @@ impl F32Weights {
     pub fn n_padded(&self) -> usize {
         self.n.div_ceil(4) * 4
     }
+
+    /// Gradient buffers of this layer's weights and bias (same layouts), zeroed.
+    pub fn alloc_grads(&self, gpu: &Gpu) -> Result<(GpuBuffer<f32>, GpuBuffer<f32>)> {
+        Ok((gpu.alloc(self.w.len())?, gpu.alloc(self.bias.len())?))
+    }
 }
 
 /// One f32 GEMM: `out = act(x · wᵀ + bias)` for `m` rows of `x`.

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod batchnorm;
+pub mod ceiling;
 pub mod conv;
 pub mod conv_f32;
 pub mod depthwise;

@@ -370,27 +370,28 @@ mod tests {
     }
 
     #[test]
-    fn sgemm_matches_naive_with_transposes_and_row_stride() {
+    fn sgemm_matches_naive_with_transposes_and_row_stride() -> Result<()> {
         let a: Vec<f32> = (0..35).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..28).map(|i| (i as f32 * 0.11).cos()).collect();
         // A^T (7x5 stored) · B (7x4): 5x4, written into columns 2..6 of a 5x9 matrix.
         let at = Mat::row_major(&a, 7, 5).t();
         let bm = Mat::row_major(&b, 7, 4);
         let want = naive(at, bm);
-        let mut c = vec![f32::NAN; 45];
+        let mut c = [f32::NAN; 45];
         let cm = MatMut {
             data: &mut c[2..],
             rows: 5,
             cols: 4,
             rs: 9,
         };
-        sgemm(1.0, at, bm, 0.0, cm).unwrap();
+        sgemm(1.0, at, bm, 0.0, cm)?;
         for i in 0..5 {
             for j in 0..4 {
                 assert!((c[2 + i * 9 + j] - want[i * 4 + j]).abs() < 1e-5);
             }
             assert!(c[i * 9].is_nan() && c[i * 9 + 1].is_nan());
         }
+        Ok(())
     }
 
     #[test]
@@ -437,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
+    fn col2im_is_the_adjoint_of_im2col() -> Result<()> {
         // <im2col(x), y> == <x, col2im(y)> for a strided, asymmetrically padded window and a
         // channel slice.
         let input = Shape::new(2, 5, 4, 6);
@@ -451,15 +452,15 @@ mod tests {
             pad_bottom: 2,
             pad_right: 1,
         };
-        let p = Patches::new("t", input, win, 2, 3).unwrap();
+        let p = Patches::new("t", input, win, 2, 3)?;
         let x: Vec<f32> = (0..input.len()).map(|i| (i as f32 * 0.3).sin()).collect();
         let y: Vec<f32> = (0..p.rows() * p.cols())
             .map(|i| (i as f32 * 0.7).cos())
             .collect();
         let mut cols = vec![f32::NAN; y.len()];
-        p.im2col(&x, 0..p.rows(), &mut cols).unwrap();
+        p.im2col(&x, 0..p.rows(), &mut cols)?;
         let mut dx = vec![0.0; x.len()];
-        p.col2im_add(&y, 0..p.rows(), &mut dx).unwrap();
+        p.col2im_add(&y, 0..p.rows(), &mut dx)?;
         let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
         let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
         assert!((lhs - rhs).abs() < 1e-3, "{lhs} vs {rhs}");
@@ -469,5 +470,6 @@ mod tests {
                 assert_eq!(*v, 0.0);
             }
         }
+        Ok(())
     }
 }

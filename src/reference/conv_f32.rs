@@ -1,5 +1,5 @@
 //! CPU spec and backend of the f32 convolution, forward and backward
-//! (`shaders/conv_f32.wgsl`, `src/ops/conv_f32.rs`, `src/ops/conv_f32_backward.rs`).
+//! (`shaders/conv_f32.wgsl`, `src/ops/conv_f32.rs`; the GPU kernels are dense, groups = 1).
 //!
 //! x NHWC [n][h][w][cin], w OHWI [cout][kh][kw][cin/groups], bias [cout], zero padding per
 //! `Window`, y NHWC [n][oh][ow][cout] = act(conv(x, w) + bias). Group g maps input channels

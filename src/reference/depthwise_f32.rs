@@ -8,7 +8,8 @@
 //! - backward weight: dw[c][ky][kx] = Σ_{b,oy,ox} dy[b][oy][ox][c]·x[b][iy][ix][c], db[c] = Σ dy
 //!
 //! Direct loops with channels innermost (weights transposed to tap-major `[kh·kw][c]`, so the
-//! inner loops run over contiguous channels and vectorize); f32 accumulation. Output rows are
+//! inner loops run over contiguous channels and vectorize; on x86-64 with AVX2+FMA, detected at
+//! run time, they are compiled with fused multiply-adds); f32 accumulation. Output rows are
 //! split across threads; the weight gradient sums fixed row chunks (at most `WEIGHT_CHUNKS`,
 //! independent of the thread count) into partials that are added in order in f64, so results do
 //! not depend on threading.
@@ -56,12 +57,76 @@ fn tap_major(w: &[f32], c: usize, taps: usize) -> Vec<f32> {
     wt
 }
 
-/// `acc[i] += a[i] · b[i]`.
-#[inline]
-fn fma(acc: &mut [f32], a: &[f32], b: &[f32]) {
-    acc.iter_mut()
-        .zip(a.iter().zip(b))
-        .for_each(|(s, (a, b))| *s += a * b);
+/// `acc[i] += a[i] · b[i]` (fused when `FMA`).
+#[inline(always)]
+fn fma<const FMA: bool>(acc: &mut [f32], a: &[f32], b: &[f32]) {
+    for (s, (a, b)) in acc.iter_mut().zip(a.iter().zip(b)) {
+        *s = if FMA { a.mul_add(*b, *s) } else { *s + a * b };
+    }
+}
+
+/// A row loop compiled twice: plain, and with AVX2+FMA where the CPU has them.
+trait Rows: Sync {
+    /// Process items `first..` into `out`.
+    fn rows<const FMA: bool>(&self, first: usize, out: &mut [f32]);
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_fma<J: Rows>(job: &J, first: usize, out: &mut [f32]) {
+    job.rows::<true>(first, out);
+}
+
+fn rows<J: Rows>(job: &J, first: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA were just detected on this CPU.
+        unsafe { rows_fma(job, first, out) };
+        return;
+    }
+    job.rows::<false>(first, out);
+}
+
+/// Forward rows `(b, oy)` of the output.
+struct Forward<'a> {
+    x: &'a [f32],
+    shape: Shape,
+    os: Shape,
+    wt: Vec<f32>,
+    bias: &'a [f32],
+    window: &'a Window,
+    act: Activation,
+}
+
+impl Rows for Forward<'_> {
+    #[inline(always)]
+    fn rows<const FMA: bool>(&self, first: usize, out: &mut [f32]) {
+        let (shape, os, win, c) = (self.shape, self.os, self.window, self.shape.c);
+        for (j, yrow) in out.chunks_exact_mut(os.w * c).enumerate() {
+            let (b, oy) = ((first + j) / os.h, (first + j) % os.h);
+            for (ox, out) in yrow.chunks_exact_mut(c).enumerate() {
+                out.copy_from_slice(self.bias);
+                for ky in 0..win.kh {
+                    let Some(iy) = tap(oy, ky, win.stride_h, win.pad_top, shape.h) else {
+                        continue;
+                    };
+                    for kx in 0..win.kw {
+                        let Some(ix) = tap(ox, kx, win.stride_w, win.pad_left, shape.w) else {
+                            continue;
+                        };
+                        let px = ((b * shape.h + iy) * shape.w + ix) * c;
+                        let t = (ky * win.kw + kx) * c;
+                        fma::<FMA>(out, &self.x[px..px + c], &self.wt[t..t + c]);
+                    }
+                }
+                if self.act != Activation::None {
+                    out.iter_mut().for_each(|v| *v = self.act.apply(*v));
+                }
+            }
+        }
+    }
 }
 
 /// The depthwise convolution; returns the output shape and values.
@@ -80,33 +145,18 @@ pub fn depthwise_f32(
         ("bias", bias.len(), c),
     ];
     let os = check("depthwise_f32", shape, window, &lens)?;
-    let wt = tap_major(w, c, kh * kw);
+    let job = Forward {
+        x,
+        shape,
+        os,
+        wt: tap_major(w, c, kh * kw),
+        bias,
+        window,
+        act,
+    };
     let mut y = vec![0.0; os.len()];
-    let work = os.len() * kh * kw;
-    par_chunks(&mut y, os.w * c, work, |first, rows| {
-        for (j, yrow) in rows.chunks_exact_mut(os.w * c).enumerate() {
-            let (b, oy) = ((first + j) / os.h, (first + j) % os.h);
-            for (ox, out) in yrow.chunks_exact_mut(c).enumerate() {
-                out.copy_from_slice(bias);
-                for ky in 0..kh {
-                    let Some(iy) = tap(oy, ky, window.stride_h, window.pad_top, shape.h) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = tap(ox, kx, window.stride_w, window.pad_left, shape.w)
-                        else {
-                            continue;
-                        };
-                        let px = ((b * shape.h + iy) * shape.w + ix) * c;
-                        let t = (ky * kw + kx) * c;
-                        fma(out, &x[px..px + c], &wt[t..t + c]);
-                    }
-                }
-                if act != Activation::None {
-                    out.iter_mut().for_each(|v| *v = act.apply(*v));
-                }
-            }
-        }
+    par_chunks(&mut y, os.w * c, os.len() * kh * kw, |first, out| {
+        rows(&job, first, out)
     });
     Ok((os, y))
 }
@@ -126,6 +176,79 @@ fn back_taps(i: usize, k: usize, stride: usize, pad: usize, out: usize) -> Vec<(
     v
 }
 
+/// Input-gradient rows `(b, iy)` of dx (gather over the taps that reach them).
+struct BackwardInput<'a> {
+    dy: &'a [f32],
+    shape: Shape,
+    os: Shape,
+    wt: Vec<f32>,
+    window: &'a Window,
+    /// `back_taps` of every input column.
+    cols: Vec<Vec<(usize, usize)>>,
+}
+
+impl Rows for BackwardInput<'_> {
+    #[inline(always)]
+    fn rows<const FMA: bool>(&self, first: usize, out: &mut [f32]) {
+        let (shape, os, win, c) = (self.shape, self.os, self.window, self.shape.c);
+        for (j, dxrow) in out.chunks_exact_mut(shape.w * c).enumerate() {
+            let (b, iy) = ((first + j) / shape.h, (first + j) % shape.h);
+            let ys = back_taps(iy, win.kh, win.stride_h, win.pad_top, os.h);
+            for (ix, out) in dxrow.chunks_exact_mut(c).enumerate() {
+                for &(ky, oy) in &ys {
+                    for &(kx, ox) in &self.cols[ix] {
+                        let px = ((b * os.h + oy) * os.w + ox) * c;
+                        let t = (ky * win.kw + kx) * c;
+                        fma::<FMA>(out, &self.dy[px..px + c], &self.wt[t..t + c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Weight-gradient partials: item i sums output rows `i·per..` into `[taps][c]` then `[c]`.
+struct BackwardWeight<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    shape: Shape,
+    os: Shape,
+    window: &'a Window,
+    per: usize,
+}
+
+impl Rows for BackwardWeight<'_> {
+    #[inline(always)]
+    fn rows<const FMA: bool>(&self, first: usize, out: &mut [f32]) {
+        let (shape, os, win, c) = (self.shape, self.os, self.window, self.shape.c);
+        let taps = win.kh * win.kw;
+        for (j, part) in out.chunks_exact_mut((taps + 1) * c).enumerate() {
+            let (dwp, dbp) = part.split_at_mut(taps * c);
+            let first_row = (first + j) * self.per;
+            for row in first_row..(first_row + self.per).min(os.n * os.h) {
+                let (b, oy) = (row / os.h, row % os.h);
+                for ox in 0..os.w {
+                    let g = &self.dy[((b * os.h + oy) * os.w + ox) * c..][..c];
+                    dbp.iter_mut().zip(g).for_each(|(s, v)| *s += v);
+                    for ky in 0..win.kh {
+                        let Some(iy) = tap(oy, ky, win.stride_h, win.pad_top, shape.h) else {
+                            continue;
+                        };
+                        for kx in 0..win.kw {
+                            let Some(ix) = tap(ox, kx, win.stride_w, win.pad_left, shape.w) else {
+                                continue;
+                            };
+                            let px = ((b * shape.h + iy) * shape.w + ix) * c;
+                            let t = (ky * win.kw + kx) * c;
+                            fma::<FMA>(&mut dwp[t..t + c], g, &self.x[px..px + c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// dL/dx of the depthwise convolution given dL/dy (`dy`, the output's shape); `shape` is x's.
 pub fn depthwise_f32_backward_input(
     dy: &[f32],
@@ -141,26 +264,19 @@ pub fn depthwise_f32_backward_input(
         ("w", w.len(), c * kh * kw),
     ];
     let os = check(op, shape, window, &lens)?;
-    let wt = tap_major(w, c, kh * kw);
-    let cols: Vec<Vec<(usize, usize)>> = (0..shape.w)
-        .map(|ix| back_taps(ix, kw, window.stride_w, window.pad_left, os.w))
-        .collect();
+    let job = BackwardInput {
+        dy,
+        shape,
+        os,
+        wt: tap_major(w, c, kh * kw),
+        window,
+        cols: (0..shape.w)
+            .map(|ix| back_taps(ix, kw, window.stride_w, window.pad_left, os.w))
+            .collect(),
+    };
     let mut dx = vec![0.0; shape.len()];
-    let work = os.len() * kh * kw;
-    par_chunks(&mut dx, shape.w * c, work, |first, rows| {
-        for (j, dxrow) in rows.chunks_exact_mut(shape.w * c).enumerate() {
-            let (b, iy) = ((first + j) / shape.h, (first + j) % shape.h);
-            let ys = back_taps(iy, kh, window.stride_h, window.pad_top, os.h);
-            for (ix, out) in dxrow.chunks_exact_mut(c).enumerate() {
-                for &(ky, oy) in &ys {
-                    for &(kx, ox) in &cols[ix] {
-                        let px = ((b * os.h + oy) * os.w + ox) * c;
-                        let t = (ky * kw + kx) * c;
-                        fma(out, &dy[px..px + c], &wt[t..t + c]);
-                    }
-                }
-            }
-        }
+    par_chunks(&mut dx, shape.w * c, os.len() * kh * kw, |first, out| {
+        rows(&job, first, out)
     });
     Ok(dx)
 }
@@ -182,37 +298,21 @@ pub fn depthwise_f32_backward_weight(
     ];
     let os = check(op, shape, window, &lens)?;
     let taps = kh * kw;
-    let rows = os.n * os.h;
-    let chunks = rows.clamp(1, WEIGHT_CHUNKS);
-    let per = rows.div_ceil(chunks);
+    let out_rows = os.n * os.h;
+    let chunks = out_rows.clamp(1, WEIGHT_CHUNKS);
+    let job = BackwardWeight {
+        x,
+        dy,
+        shape,
+        os,
+        window,
+        per: out_rows.div_ceil(chunks),
+    };
     // Partials per chunk: [taps][c] weight sums, then [c] bias sums.
     let item = (taps + 1) * c;
     let mut parts = vec![0.0f32; chunks * item];
-    par_chunks(&mut parts, item, os.len() * taps, |first, mine| {
-        for (j, part) in mine.chunks_exact_mut(item).enumerate() {
-            let (dwp, dbp) = part.split_at_mut(taps * c);
-            for row in (first + j) * per..((first + j + 1) * per).min(rows) {
-                let (b, oy) = (row / os.h, row % os.h);
-                for ox in 0..os.w {
-                    let g = &dy[((b * os.h + oy) * os.w + ox) * c..][..c];
-                    dbp.iter_mut().zip(g).for_each(|(s, v)| *s += v);
-                    for ky in 0..kh {
-                        let Some(iy) = tap(oy, ky, window.stride_h, window.pad_top, shape.h) else {
-                            continue;
-                        };
-                        for kx in 0..kw {
-                            let Some(ix) = tap(ox, kx, window.stride_w, window.pad_left, shape.w)
-                            else {
-                                continue;
-                            };
-                            let px = ((b * shape.h + iy) * shape.w + ix) * c;
-                            let t = (ky * kw + kx) * c;
-                            fma(&mut dwp[t..t + c], g, &x[px..px + c]);
-                        }
-                    }
-                }
-            }
-        }
+    par_chunks(&mut parts, item, os.len() * taps, |first, out| {
+        rows(&job, first, out)
     });
     let mut dw = vec![0.0; c * taps];
     let mut db = vec![0.0; c];
