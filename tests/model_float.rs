@@ -381,8 +381,8 @@ fn forward_all_shapes_are_consistent() {
     assert_eq!(all.last().unwrap(), &m.forward(&x, 1).unwrap());
 }
 
-/// CPU throughput (printed, not asserted): the float model at batch 1 and 8, and sgemm on a
-/// ResNet-like 3×3 conv GEMM. Run alone for stable numbers:
+/// CPU throughput (printed, not asserted): the float model at batch 1 and 8 (GEMM GFLOPS are in
+/// `cargo bench --bench cpu`). Run alone for stable numbers:
 /// `cargo test --release model_float::cpu_timing -- --ignored --nocapture --test-threads=1`.
 #[test]
 #[ignore]
@@ -397,25 +397,4 @@ fn cpu_timing() {
             best * 1e3
         );
     }
-    let (m, k, n) = (3136, 576, 64);
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.1).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.1).collect();
-    let mut c = vec![0.0f32; m * n];
-    let mut best = f64::MAX;
-    for _ in 0..10 {
-        let t = Instant::now();
-        f8net::model::float::sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 0.0, &mut c).unwrap();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    for (i, j) in [(0, 0), (m - 1, n - 1), (1234, 17)] {
-        let want: f64 = (0..k)
-            .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
-            .sum();
-        assert!((c[i * n + j] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0));
-    }
-    eprintln!(
-        "sgemm {m}x{k}x{n}: {:.2} ms, {:.1} GFLOPS",
-        best * 1e3,
-        2.0 * (m * k * n) as f64 / best / 1e9
-    );
 }

@@ -11,44 +11,19 @@
 //! linear weights `[n][k]` (PyTorch's layout). A linear layer reads its input flattened in NHWC
 //! order, so `k = h·w·c`.
 //!
-//! Kernels (`model::float_cpu`): dense conv and linear are im2col (skipped for 1×1 stride-1
-//! unpadded convs) plus `matrixmultiply::sgemm`, threaded over the physical cores
-//! (`MATMUL_NUM_THREADS` overrides); depthwise conv is a direct loop over channels-innermost
-//! rows, split across threads.
+//! Kernels: the CPU reference ops of `src/reference/` (conv and linear: im2col plus the threaded
+//! `blas::sgemm`; depthwise: a direct channels-innermost loop), the same code that trains.
 
-use super::float_cpu::{broadcast_bias, conv_dense, conv_depthwise, global_avg_pool};
 use crate::error::{Error, Result};
+use crate::reference::conv_f32::{conv_f32_forward, ConvGeom};
+use crate::reference::depthwise_f32::depthwise_f32;
+use crate::reference::gemm_f32::gemm_f32;
+use crate::reference::pool_f32::{avg_pool_f32, global_window};
 use crate::reference::Window;
+use crate::tensor::Shape;
 
-pub use super::float_cpu::sgemm;
-
-/// The activation fused after a conv or an add.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Activation {
-    #[default]
-    None,
-    /// max(v, 0).
-    Relu,
-    /// min(max(v, 0), 6).
-    Relu6,
-}
-
-impl Activation {
-    pub fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::None => v,
-            Activation::Relu => v.max(0.0),
-            Activation::Relu6 => v.clamp(0.0, 6.0),
-        }
-    }
-
-    /// Apply in place to every value.
-    pub fn apply_slice(self, v: &mut [f32]) {
-        if self != Activation::None {
-            v.iter_mut().for_each(|x| *x = self.apply(*x));
-        }
-    }
-}
+/// The activation fused after a conv, a linear layer or an add (a clamp).
+pub use crate::reference::gemm_f32::Activation;
 
 /// Dense (every output channel reads every input channel) or depthwise (channel c reads c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -222,10 +197,25 @@ impl FloatModel {
         for (i, node) in self.nodes.iter().enumerate() {
             let out = match node {
                 FloatNode::Conv { input, conv } => {
-                    let (s, d) = (shapes[*input], shapes[i + 1]);
+                    let [h, w, c] = shapes[*input];
+                    let shape = Shape::new(n, h, w, c);
+                    let x = &tensors[*input];
                     match conv.kind {
-                        ConvKind::Dense => conv_dense(&tensors[*input], n, s, d, conv)?,
-                        ConvKind::Depthwise => conv_depthwise(&tensors[*input], n, s, d, conv),
+                        ConvKind::Dense => {
+                            let geom = ConvGeom::dense(shape, conv.cout, conv.window);
+                            conv_f32_forward(&geom, x, &conv.weight, &conv.bias, conv.act)?
+                        }
+                        ConvKind::Depthwise => {
+                            depthwise_f32(
+                                x,
+                                shape,
+                                &conv.weight,
+                                &conv.bias,
+                                &conv.window,
+                                conv.act,
+                            )?
+                            .1
+                        }
                     }
                 }
                 FloatNode::Add { a, b, act } => {
@@ -234,11 +224,13 @@ impl FloatModel {
                         .zip(&tensors[*b])
                         .map(|(p, q)| p + q)
                         .collect();
-                    act.apply_slice(&mut v);
+                    v.iter_mut().for_each(|x| *x = act.apply(*x));
                     v
                 }
                 FloatNode::GlobalAvgPool { input } => {
-                    global_avg_pool(&tensors[*input], shapes[*input])
+                    let [h, w, c] = shapes[*input];
+                    let shape = Shape::new(n, h, w, c);
+                    avg_pool_f32(&tensors[*input], shape, &global_window(shape))?.1
                 }
                 FloatNode::Linear {
                     input,
@@ -247,21 +239,15 @@ impl FloatModel {
                     weight,
                     bias,
                     ..
-                } => {
-                    let mut out = broadcast_bias(bias, n);
-                    sgemm(
-                        n,
-                        *k,
-                        *nout,
-                        &tensors[*input],
-                        (*k, 1),
-                        weight,
-                        (1, *k),
-                        1.0,
-                        &mut out,
-                    )?;
-                    out
-                }
+                } => gemm_f32(
+                    &tensors[*input],
+                    weight,
+                    bias,
+                    n,
+                    *nout,
+                    *k,
+                    Activation::None,
+                )?,
             };
             tensors.push(out);
             if !keep_all {

@@ -2,9 +2,8 @@
 //! reading they share.
 //!
 //! - [`float`]: the float32 graph (`FloatModel`, NHWC tensors, OHWI weights, BN folded) and its
-//!   CPU forward (im2col + threaded sgemm, direct depthwise); the yardstick and calibration source
-//!   for quantized models; [`float_cpu`]: its kernels (checked sgemm wrapper, im2col conv,
-//!   depthwise).
+//!   CPU forward on the reference ops (im2col + threaded sgemm, direct depthwise); the yardstick
+//!   and calibration source for quantized models.
 //! - [`efficientnet`]: EfficientNet-Lite0 from `assets/models/efficientnet_lite0.f32.safetensors`,
 //!   and its input normalization.
 //! - [`int`]: the integer F8Net graph; [`file`]: its safetensors file; [`run_cpu`]: its CPU
@@ -15,7 +14,6 @@
 pub mod efficientnet;
 pub mod file;
 pub mod float;
-pub mod float_cpu;
 pub mod int;
 pub mod run_cpu;
 pub mod run_gpu;
