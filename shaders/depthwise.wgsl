@@ -9,18 +9,18 @@
 //
 // A direct kernel (the reduction runs over taps, not channels, so there is no dot4): codes are
 // unpacked to vec4<i32> and multiplied lane-wise; |Σ| ≤ 255·127·KH·KW, far inside int32.
-// Tiling: a workgroup owns an OT_H × OT_W output tile of CW channel words. It stages the input
+// Tiling: a workgroup owns an OT_H × OT_W (8 × 8) output tile of CW channel words. It stages the input
 // tile plus halo, ((OT_H−1)·SH + KH) × ((OT_W−1)·SW + KW) pixels × CW words, in workgroup memory
 // (out-of-image taps staged as 0), then each invocation computes PX output pixels along x for one
 // word (4 channels). Dispatch (ceil(OW/OT_W), ceil(OH/OT_H), N·ceil(C4/CW)); the launcher checks
 // that the tile fits SMEM words.
 
 const OT_W: u32 = 8u;
-const OT_H: u32 = 4u;
+const OT_H: u32 = 8u;
 const PX: u32 = 4u;
 const CW: u32 = 8u;
-const WG: u32 = 64u; // CW · (OT_W / PX) · OT_H
-const SMEM: u32 = 2304u;
+const WG: u32 = 128u; // CW · (OT_W / PX) · OT_H
+const SMEM: u32 = 4096u;
 
 struct Params {
     n: u32,

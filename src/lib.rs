@@ -9,6 +9,10 @@
 //! - [`gpu`]: the only module that calls wgpu (adapter, device, buffers, kernels, timing).
 //! - [`ops`]: GPU launchers, one per shader in `shaders/`.
 //! - [`reference`]: CPU spec of every kernel, bit-exact for integer ops.
+//! - [`model`]: float and integer graphs, the model file, CPU and GPU executors.
+//! - [`quantize`]: float → F8Net fixed-point conversion; [`builtin`]: the embedded model.
+//! - [`preprocess`]: image decoding and resizing; [`compare`]: float-vs-fixed agreement.
+//! - [`train`]: F8Net quantization-aware training units (conv+BN, classifier).
 //! - [`bench`]: throughput benchmarks (device ceilings, int8 vs f32 kernels and models).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

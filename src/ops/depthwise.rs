@@ -42,10 +42,10 @@ pub struct DepthwiseParams {
 
 /// Output tile of one workgroup (pixels) and channel words per workgroup; see the shader header.
 const OT_W: usize = 8;
-const OT_H: usize = 4;
+const OT_H: usize = 8;
 const CW: usize = 8;
 /// Workgroup memory of the input tile, in words (the shader's `SMEM`).
-const SMEM_WORDS: usize = 2304;
+const SMEM_WORDS: usize = 4096;
 
 /// Depthwise int8 weights on the GPU: `[kh][kw][ceil(c/4)]` words, padding lanes 0.
 pub struct DepthwiseWeights {

@@ -211,6 +211,22 @@ fn depthwise_matches_reference_on_named_cases() {
         pad_right: 1,
     };
     DwProblem::random(&mut rng, Shape::new(2, 5, 6, 5), win).check(gpu, "1x3 kernel, stride 2x1");
+    // Kernel rows of exactly 4 and 8 taps (one and two full dot-product words) and stride 3,
+    // so the unaligned row words start at every byte offset.
+    for (kw, stride_w) in [(4, 1), (8, 3), (2, 3)] {
+        let win = Window {
+            kh: 2,
+            kw,
+            stride_h: 1,
+            stride_w,
+            pad_top: 1,
+            pad_left: kw / 2,
+            pad_bottom: 0,
+            pad_right: kw / 2,
+        };
+        let label = format!("2x{kw} kernel, stride 1x{stride_w}");
+        DwProblem::random(&mut rng, Shape::new(1, 6, 19, 9), win).check(gpu, &label);
+    }
 }
 
 #[test]
@@ -385,14 +401,14 @@ fn depthwise_rejects_bad_inputs() {
     );
     assert!(e.contains("depthwise") && e.contains("does not fit"), "{e}");
     // A window whose staged tile exceeds workgroup memory is refused, not truncated.
-    let w9 = DepthwiseWeights::upload(gpu, &[1; 6 * 81], 6, 9, 9).unwrap();
+    let w13 = DepthwiseWeights::upload(gpu, &[1; 6 * 169], 6, 13, 13).unwrap();
     let big = gpu.upload(&vec![0u32; 400 * 2]).unwrap();
     let big_out = gpu.alloc::<i32>(100 * 8).unwrap();
     let e = err(
         &big,
         Shape::new(1, 20, 20, 6),
-        Window::symmetric(9, 2, 4),
-        &w9,
+        Window::symmetric(13, 2, 6),
+        &w13,
         &ep,
         OutBuffer::Int32(&big_out),
     );
