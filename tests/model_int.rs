@@ -92,3 +92,46 @@ fn corrupt_models_are_refused() {
     });
     assert!(err(&no_graph).contains("graph"));
 }
+
+#[test]
+fn builtin_accumulators_stay_inside_int32() {
+    // With weight FLs up to 15 the int32 biases grow: check |bias| + 255·127·K < 2^31 − 1 for
+    // every layer, so no accumulator of the built-in model can saturate.
+    use f8net::model::int::{ConvKind, IntNode};
+    let model = builtin::model().unwrap();
+    let mut checked = 0;
+    for node in &model.nodes {
+        let (layer, k) = match node {
+            IntNode::Conv {
+                kind: ConvKind::Dense,
+                cin,
+                window,
+                layer,
+                ..
+            } => (layer, window.kh * window.kw * cin),
+            IntNode::Conv {
+                kind: ConvKind::Depthwise,
+                window,
+                layer,
+                ..
+            } => (layer, window.kh * window.kw),
+            IntNode::Linear { k, layer, .. } => (layer, *k),
+            _ => continue,
+        };
+        let max_bias = layer
+            .ep
+            .bias
+            .iter()
+            .map(|b| (*b as i64).abs())
+            .max()
+            .unwrap();
+        let bound = max_bias + 255 * 127 * k as i64;
+        assert!(
+            bound < i32::MAX as i64,
+            "{}: |bias| {max_bias} + 255·127·{k} = {bound}",
+            layer.name
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 50, "conv and linear layers of EfficientNet-Lite0");
+}
