@@ -93,13 +93,46 @@ fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         return;
     }
     var acc: array<vec4<i32>, PX>;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let row = (ty * p.stride_h + ky) * p.tile_w;
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let wv = unpack4xI8(w[(ky * p.kw + kx) * p.c4 + cw]);
-            for (var j = 0u; j < PX; j++) {
-                let t = (row + (tx + j) * p.stride_w + kx) * CW + cl;
-                acc[j] += unpack_codes(tile[t], p.x_signed) * wv;
+    // 3-wide rows at stride 1 or 2 (every depthwise layer of MobileNet-V2, most of
+    // EfficientNet's): the PX outputs read 6 or 9 neighbouring columns, loaded and unpacked once
+    // into named registers. Other windows take the general loop below.
+    if (p.kw == 3u && (p.stride_w == 1u || p.stride_w == 2u)) {
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let t = ((ty * p.stride_h + ky) * p.tile_w + tx * p.stride_w) * CW + cl;
+            let wr = ky * 3u * p.c4 + cw;
+            let w0 = unpack4xI8(w[wr]);
+            let w1 = unpack4xI8(w[wr + p.c4]);
+            let w2 = unpack4xI8(w[wr + 2u * p.c4]);
+            let x0 = col(t, 0u);
+            let x1 = col(t, 1u);
+            let x2 = col(t, 2u);
+            let x3 = col(t, 3u);
+            let x4 = col(t, 4u);
+            let x5 = col(t, 5u);
+            if (p.stride_w == 1u) {
+                acc[0] += x0 * w0 + x1 * w1 + x2 * w2;
+                acc[1] += x1 * w0 + x2 * w1 + x3 * w2;
+                acc[2] += x2 * w0 + x3 * w1 + x4 * w2;
+                acc[3] += x3 * w0 + x4 * w1 + x5 * w2;
+            } else {
+                let x6 = col(t, 6u);
+                let x7 = col(t, 7u);
+                let x8 = col(t, 8u);
+                acc[0] += x0 * w0 + x1 * w1 + x2 * w2;
+                acc[1] += x2 * w0 + x3 * w1 + x4 * w2;
+                acc[2] += x4 * w0 + x5 * w1 + x6 * w2;
+                acc[3] += x6 * w0 + x7 * w1 + x8 * w2;
+            }
+        }
+    } else {
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let row = (ty * p.stride_h + ky) * p.tile_w;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let wv = unpack4xI8(w[(ky * p.kw + kx) * p.c4 + cw]);
+                for (var j = 0u; j < PX; j++) {
+                    let t = (row + (tx + j) * p.stride_w + kx) * CW + cl;
+                    acc[j] += unpack_codes(tile[t], p.x_signed) * wv;
+                }
             }
         }
     }
@@ -128,4 +161,9 @@ fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             }
         }
     }
+}
+
+// Unpacked codes of staged column `i` after tile index `t` (columns are CW words apart).
+fn col(t: u32, i: u32) -> vec4<i32> {
+    return unpack_codes(tile[t + i * CW], p.x_signed);
 }
