@@ -11,3 +11,4 @@ mod model_int;
 mod quantize;
 mod shaders;
 mod train_conv_bn;
+mod train_net;

@@ -1,0 +1,156 @@
+//! The CPU F8Net training network (`train::net`): the gradients of the clipping levels α through
+//! every unit's scales against finite differences (clipped-float precision), and a few SGD steps
+//! on a small separable task lower the loss in both precisions.
+
+use crate::common::*;
+use f8net::fixed::Signedness;
+use f8net::model::float::ConvKind;
+use f8net::reference::optim::WeightDecayScheme;
+use f8net::reference::Window;
+use f8net::tensor::Shape;
+use f8net::train::conv_bn::{ConvBn, InputQuant, Precision};
+use f8net::train::linear::Classifier;
+use f8net::train::net::{Net, Node};
+
+fn kaiming(rng: &mut Rng, n: usize, fan: usize) -> Vec<f32> {
+    let s = (2.0 / fan as f32).sqrt();
+    (0..n).map(|_| rng.f32() * s * 1.7).collect()
+}
+
+/// conv(fixed 8-bit input) → conv s2 → conv + skip (add, ReLU) → pool → classifier.
+fn tiny(precision: Precision) -> Net {
+    let mut rng = Rng::new(3);
+    let w3 = |s| Window::symmetric(3, s, 1);
+    let unit = |rng: &mut Rng, name, cin, cout, s, input| {
+        ConvBn::new(
+            name,
+            ConvKind::Dense,
+            cin,
+            cout,
+            w3(s),
+            input,
+            kaiming(rng, cout * 9 * cin, 9 * cout),
+        )
+    };
+    let u = InputQuant::Quantized(Signedness::Unsigned);
+    let c1 = unit(&mut rng, "c1", 1, 4, 1, InputQuant::Fixed);
+    let c2 = unit(&mut rng, "c2", 4, 8, 2, u);
+    let c3 = unit(&mut rng, "c3", 8, 8, 1, u);
+    let fc = Classifier::new(8, 2, (0..16).map(|_| rng.f32() * 0.3).collect());
+    Net {
+        input: Shape::new(0, 8, 8, 1),
+        // α 0: c2's; α 1: the residual stream (c3, and the classifier reads it too).
+        nodes: vec![
+            Node::Conv {
+                input: 0,
+                unit: c1,
+                alpha: 0,
+                next: Some(1),
+            },
+            Node::Conv {
+                input: 1,
+                unit: c2,
+                alpha: 0,
+                next: Some(2),
+            },
+            Node::Conv {
+                input: 2,
+                unit: c3,
+                alpha: 1,
+                next: Some(5),
+            },
+            Node::Add {
+                a: 3,
+                b: 2,
+                relu: true,
+            },
+            Node::GlobalAvgPool { input: 4 },
+            Node::Classifier {
+                input: 5,
+                fc,
+                alpha: 1,
+            },
+        ],
+        alphas: vec![8.0, 8.0],
+        precision,
+        momentum: Vec::new(),
+        step: 0,
+    }
+}
+
+/// Images whose top or bottom half is bright, labelled by which.
+fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for _ in 0..n {
+        let label = rng.int(0, 1) as u32;
+        for r in 0..8 {
+            for _ in 0..8 {
+                let bright = (r < 4) == (label == 0);
+                let v = if bright { 0.6 } else { 0.1 } + 0.05 * rng.f32();
+                x.push((v * 256.0).round() / 256.0);
+            }
+        }
+        y.push(label);
+    }
+    (x, y)
+}
+
+#[test]
+fn alpha_gradients_match_finite_differences() {
+    let net = tiny(Precision::Float);
+    let mut rng = Rng::new(8);
+    let (x, y) = batch(&mut rng, 6);
+    let loss = |n: &Net| n.clone().forward(&x, &y).unwrap().loss as f64;
+    let mut base = net.clone();
+    let f = base.forward(&x, &y).unwrap();
+    let grads = base.backward(&f).unwrap();
+    let dalpha = grads.last().unwrap().clone();
+    for (a, analytic) in dalpha.iter().enumerate() {
+        let e = 1e-2f32;
+        let (mut p, mut m) = (net.clone(), net.clone());
+        p.alphas[a] += e;
+        m.alphas[a] -= e;
+        let num = (loss(&p) - loss(&m)) / (2.0 * e as f64);
+        let tol = FD_ATOL as f64 + FD_RTOL as f64 * num.abs();
+        assert!(
+            (*analytic as f64 - num).abs() <= tol,
+            "dα[{a}]: analytic {analytic} numeric {num}"
+        );
+    }
+    // One weight of the first unit, through the whole network.
+    let (mut p, mut m) = (net.clone(), net.clone());
+    for (net, sign) in [(&mut p, 1.0), (&mut m, -1.0)] {
+        if let Node::Conv { unit, .. } = &mut net.nodes[0] {
+            unit.weight[5] += sign * FD_EPS;
+        }
+    }
+    let num = (loss(&p) - loss(&m)) / (2.0 * FD_EPS as f64);
+    let tol = FD_ATOL as f64 + FD_RTOL as f64 * num.abs();
+    assert!(
+        (grads[0][5] as f64 - num).abs() <= tol,
+        "dw: analytic {} numeric {num}",
+        grads[0][5]
+    );
+}
+
+#[test]
+fn sgd_steps_lower_the_loss() {
+    for precision in [Precision::Float, Precision::Fixed] {
+        let mut net = tiny(precision);
+        let mut rng = Rng::new(21);
+        let (x, y) = batch(&mut rng, 32);
+        let first = net.forward(&x, &y).unwrap().loss;
+        for _ in 0..40 {
+            let f = net.forward(&x, &y).unwrap();
+            let g = net.backward(&f).unwrap();
+            net.sgd(&g, 0.05, 4e-5, WeightDecayScheme::All).unwrap();
+        }
+        let last = net.forward(&x, &y).unwrap().loss;
+        assert!(
+            last.is_finite() && last < 0.5 * first,
+            "{precision:?}: loss {first} -> {last}"
+        );
+        assert_eq!(net.step, 40);
+    }
+}
