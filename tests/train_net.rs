@@ -154,3 +154,47 @@ fn sgd_steps_lower_the_loss() {
         assert_eq!(net.step, 40);
     }
 }
+
+#[test]
+fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
+    use f8net::model::{file, run_cpu, run_gpu::GpuModel};
+    let mut net = tiny(Precision::Fixed);
+    let mut rng = Rng::new(5);
+    for _ in 0..30 {
+        let (x, y) = batch(&mut rng, 16);
+        let f = net.forward(&x, &y).unwrap();
+        let g = net.backward(&f).unwrap();
+        net.sgd(&g, 0.05, 4e-5, WeightDecayScheme::All).unwrap();
+    }
+    let model = f8net::train::export::export(&net, "tiny").unwrap();
+    let model = file::from_bytes(&file::to_bytes(&model).unwrap()).unwrap();
+    // A test set of 400 fresh images: the integer model's top-1 equals the fake-quant eval's.
+    let n = 400;
+    let (x, _) = batch(&mut rng, n);
+    let eval = net.forward_eval(&x, n).unwrap();
+    let codes: Vec<i32> = x.iter().map(|v| (v * 256.0) as i32).collect();
+    let int = run_cpu::forward(&model, &codes, n).unwrap();
+    let fl = model.logits_fl().unwrap();
+    let mut same = 0;
+    let mut max_diff = 0f32;
+    for r in 0..n {
+        let (e, i) = (&eval[2 * r..2 * r + 2], &int[2 * r..2 * r + 2]);
+        same += ((e[1] > e[0]) == (i[1] > i[0])) as usize;
+        for c in 0..2 {
+            max_diff = max_diff.max((e[c] - i[c] as f32 * (-fl as f32).exp2()).abs());
+        }
+    }
+    eprintln!("export agreement: {same}/{n} same top-1, max logit difference {max_diff}");
+    assert!(same as f64 >= 0.995 * n as f64, "{same}/{n}");
+    // Only rounding of the int32 biases and of activations on a rounding boundary may differ.
+    assert!(max_diff < 0.05, "max logit difference {max_diff}");
+    // The GPU runs the exported model bit for bit like the CPU reference.
+    if let Some(gpu) = gpu_or_skip() {
+        let on_gpu = GpuModel::upload(gpu, &model).unwrap();
+        assert_exact(
+            &on_gpu.forward(gpu, &codes[..64 * 64], 64).unwrap(),
+            &int[..128],
+            "exported model, GPU vs CPU",
+        );
+    }
+}

@@ -93,6 +93,18 @@ pub struct Saved {
     pub w_fl: i32,
 }
 
+/// A unit in integer form (see `ConvBn::integer_eval`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntegerUnit {
+    /// The input format (None: the fixed 8-bit image, uint8 at FL 8).
+    pub input: Option<Format>,
+    /// int8 weight codes, the unit's weight layout.
+    pub codes: Vec<i32>,
+    pub weight_fl: i32,
+    /// The folded bias b̃ in the output's units (float; the export rounds it at FL_x + FL_w).
+    pub bias: Vec<f32>,
+}
+
 /// Gradients of one unit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grads {
@@ -379,14 +391,44 @@ impl ConvBn {
             InputQuant::Fixed => None,
         };
         let x_q = self.quantize_input(x, precision, fl)?.values;
+        let f = self.fold_eval(s_in, s_out, precision)?;
+        Ok(Self::add_bias(self.conv(&x_q, shape, &f.w_q)?, &f.b_eff))
+    }
+
+    /// BN folded with the running statistics and the weights quantized, as at eval.
+    fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
         let sigma: Vec<f32> = self
             .running_var
             .iter()
             .map(|v| (v + BN_EPS).sqrt())
             .collect();
-        let f = self.fold(&self.running_mean, &sigma, s_in, s_out, precision)?;
-        let (w_q, b_eff) = (f.w_q, f.b_eff);
-        Ok(Self::add_bias(self.conv(&x_q, shape, &w_q)?, &b_eff))
+        self.fold(&self.running_mean, &sigma, s_in, s_out, precision)
+    }
+
+    /// The integer form of this unit at eval (the export to the F8Net integer model): the input
+    /// format, the int8 weight codes, their FL, and the folded bias in the output's units — the
+    /// very numbers `forward_eval` computes with.
+    pub fn integer_eval(&self, s_in: f32, s_out: f32) -> Result<IntegerUnit> {
+        let f = self.fold_eval(s_in, s_out, Precision::Fixed)?;
+        let step = (f.w_fl as f32).exp2();
+        let codes = f
+            .w_q
+            .iter()
+            .map(|v| (v * step).round_ties_even() as i32)
+            .collect();
+        let x = match self.input {
+            InputQuant::Quantized(s) => Some(Format {
+                signedness: s,
+                fl: self.running_fl.current(s),
+            }),
+            InputQuant::Fixed => None,
+        };
+        Ok(IntegerUnit {
+            input: x,
+            codes,
+            weight_fl: f.w_fl,
+            bias: f.b_eff,
+        })
     }
 
     /// Backward of `forward_train`: dL/dx and the parameter and scale gradients.

@@ -82,17 +82,6 @@ impl Classifier {
         Ok(())
     }
 
-    fn weight_format(&self, precision: Precision) -> Format {
-        let fl = match precision {
-            Precision::Float => 7,
-            Precision::Fixed => fl_from_std(unbiased_std(&self.weight), Signedness::Signed),
-        };
-        Format {
-            signedness: Signedness::Signed,
-            fl,
-        }
-    }
-
     /// `a·(x·wᵀ) + b` for `[n][k]` and `[classes][k]`.
     fn affine(&self, x: &[f32], w: &[f32], a: f32, b: &[f32], n: usize) -> Vec<f32> {
         let mut out = vec![0.0; n * self.classes];
@@ -108,6 +97,32 @@ impl Classifier {
             }
         }
         out
+    }
+
+    /// The SAT factor `ws = (1/√classes) / σ(W_q)` of the current weights (1 if σ is 0).
+    pub fn sat_scale(&self, precision: Precision) -> f32 {
+        let w_q = match quantize(&self.weight, self.weight_format(precision), precision) {
+            Ok((w, _)) => w,
+            Err(_) => return 1.0,
+        };
+        let sd = unbiased_std(&w_q);
+        if sd > 0.0 {
+            (1.0 / (self.classes as f32).sqrt()) / sd
+        } else {
+            1.0
+        }
+    }
+
+    /// The weight format: FL from σ of the raw weight (F8NET.md §2.8), or FL 7 in float mode.
+    pub fn weight_format(&self, precision: Precision) -> Format {
+        let fl = match precision {
+            Precision::Float => 7,
+            Precision::Fixed => fl_from_std(unbiased_std(&self.weight), Signedness::Signed),
+        };
+        Format {
+            signedness: Signedness::Signed,
+            fl,
+        }
     }
 
     /// Training forward with the SAT rescale; updates the running input FL.

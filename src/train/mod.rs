@@ -4,5 +4,6 @@
 //! the same units on the GPU, checkpoints, and export to the integer model.
 
 pub mod conv_bn;
+pub mod export;
 pub mod linear;
 pub mod net;

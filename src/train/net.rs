@@ -18,6 +18,7 @@ use crate::fixed::Signedness;
 use crate::reference::fake_quant::fix_scaling;
 use crate::reference::loss::softmax_cross_entropy;
 use crate::reference::optim::{sgd_step, ParamKind, SgdHyper, WeightDecayScheme};
+use crate::reference::pool::avgpool_shift;
 use crate::tensor::Shape;
 
 /// One node of the network.
@@ -33,7 +34,9 @@ pub enum Node {
     },
     /// `a + b`, then ReLU when `relu`.
     Add { a: usize, b: usize, relu: bool },
-    /// Mean over h and w: `[n][h][w][c]` → `[n][c]`.
+    /// F8Net's average pool (§2.9): `Σ_{h,w} / 2^round(log2(h·w))` — a pure FL change in the
+    /// integer model, the `2^shift/(h·w)` factor learned by the classifier: `[n][h][w][c]` →
+    /// `[n][c]`.
     GlobalAvgPool { input: usize },
     /// The classifier on tensor `input` (flattened), with its own α.
     Classifier {
@@ -96,7 +99,7 @@ impl Net {
     }
 
     /// Shapes of every tensor for a batch of `n`.
-    fn shapes(&self, n: usize) -> Result<Vec<Shape>> {
+    pub fn tensor_shapes(&self, n: usize) -> Result<Vec<Shape>> {
         let mut s = vec![Shape { n, ..self.input }];
         for (i, node) in self.nodes.iter().enumerate() {
             let get = |j: usize| {
@@ -127,7 +130,7 @@ impl Net {
     /// Training forward and loss for a batch (`x`: NHWC f32, `labels`).
     pub fn forward(&mut self, x: &[f32], labels: &[u32]) -> Result<Forward> {
         let n = labels.len();
-        let shapes = self.shapes(n)?;
+        let shapes = self.tensor_shapes(n)?;
         let scales: Vec<f32> = (0..self.nodes.len()).map(|i| self.scale(i)).collect();
         let precision = self.precision;
         let mut tensors = vec![x.to_vec()];
@@ -147,16 +150,9 @@ impl Net {
                     )?;
                     (y, Saved::Conv(sv))
                 }
-                Node::Add { a, b, relu } => {
-                    let y = tensors[*a]
-                        .iter()
-                        .zip(&tensors[*b])
-                        .map(|(p, q)| if *relu { (p + q).max(0.0) } else { p + q })
-                        .collect();
-                    (y, Saved::None)
-                }
+                Node::Add { a, b, relu } => (add(&tensors[*a], &tensors[*b], *relu), Saved::None),
                 Node::GlobalAvgPool { input } => {
-                    (mean_hw(&tensors[*input], shapes[*input]), Saved::None)
+                    (pool_sum(&tensors[*input], shapes[*input]), Saved::None)
                 }
                 Node::Classifier { input, fc, .. } => {
                     let (y, sv) = fc.forward_train(&tensors[*input], n, scales[i], precision)?;
@@ -178,6 +174,46 @@ impl Net {
             scales,
             dlogits: l.dlogits,
         })
+    }
+
+    /// Evaluation forward (running BN statistics, rounded running FLs, the classifier's
+    /// positive rescale dropped as at inference): logits `[n][classes]`.
+    pub fn forward_eval(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let shapes = self.tensor_shapes(n)?;
+        let scales: Vec<f32> = (0..self.nodes.len()).map(|i| self.scale(i)).collect();
+        let mut tensors = vec![x.to_vec()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            let out = match node {
+                Node::Conv {
+                    input, unit, next, ..
+                } => {
+                    let s_out = next.map_or(1.0, |j| scales[j]);
+                    unit.forward_eval(
+                        &tensors[*input],
+                        shapes[*input],
+                        scales[i],
+                        s_out,
+                        self.precision,
+                    )?
+                }
+                Node::Add { a, b, relu } => add(&tensors[*a], &tensors[*b], *relu),
+                Node::GlobalAvgPool { input } => pool_sum(&tensors[*input], shapes[*input]),
+                Node::Classifier { input, fc, .. } => fc.forward_eval(
+                    &tensors[*input],
+                    n,
+                    scales[i],
+                    fc.sat_scale(self.precision),
+                    self.precision,
+                )?,
+            };
+            tensors.push(out);
+        }
+        Ok(tensors.pop().unwrap_or_default())
+    }
+
+    /// The scale of node `i` (public for the export).
+    pub fn node_scale(&self, i: usize) -> f32 {
+        self.scale(i)
     }
 
     /// Backward pass: gradients of every parameter tensor (in `params` order).
@@ -226,7 +262,7 @@ impl Net {
                 }
                 (Node::GlobalAvgPool { input }, _) => {
                     let s = f.shapes[*input];
-                    let hw = (s.h * s.w) as f32;
+                    let hw = pool_divisor(s);
                     let dx = &mut d[*input];
                     for (k, v) in dx.iter_mut().enumerate() {
                         *v += dy[(k / (s.h * s.w * s.c)) * s.c + k % s.c] / hw;
@@ -325,14 +361,26 @@ impl Net {
     }
 }
 
+fn add(a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| if relu { (p + q).max(0.0) } else { p + q })
+        .collect()
+}
+
 fn add_into(acc: &mut [f32], v: &[f32]) {
     acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
 }
 
-/// Mean over h and w of an NHWC tensor: `[n][c]`.
-fn mean_hw(x: &[f32], s: Shape) -> Vec<f32> {
+/// The pool's divisor `2^round(log2(h·w))`.
+fn pool_divisor(s: Shape) -> f32 {
+    (avgpool_shift(s.h * s.w) as f32).exp2()
+}
+
+/// `Σ_{h,w} / 2^round(log2(h·w))` of an NHWC tensor: `[n][c]`.
+fn pool_sum(x: &[f32], s: Shape) -> Vec<f32> {
     let mut out = vec![0.0; s.n * s.c];
-    let hw = (s.h * s.w) as f32;
+    let hw = pool_divisor(s);
     for (k, v) in x.iter().enumerate() {
         out[(k / (s.h * s.w * s.c)) * s.c + k % s.c] += v / hw;
     }
