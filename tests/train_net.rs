@@ -198,3 +198,97 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
         );
     }
 }
+
+mod checkpoints {
+    use super::*;
+    use f8net::train::checkpoint;
+    use std::collections::HashMap;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("f8net-ckpt-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn steps(net: &mut Net, rng: &mut Rng, k: usize) -> Vec<f32> {
+        (0..k)
+            .map(|_| {
+                let (x, y) = batch(rng, 16);
+                net.train_step(&x, &y, 0.05, 4e-5, WeightDecayScheme::All)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resume_equals_uninterrupted_training() {
+        let d = dir("resume");
+        let path = d.join("ckpt.safetensors");
+        // Uninterrupted: 6 steps.
+        let mut a = tiny(Precision::Fixed);
+        let mut rng_a = Rng::new(77);
+        let all = steps(&mut a, &mut rng_a, 6);
+        // Interrupted after 3 steps: save, rebuild from scratch, load, continue.
+        let mut b = tiny(Precision::Fixed);
+        let mut rng_b = Rng::new(77);
+        let first = steps(&mut b, &mut rng_b, 3);
+        let extra = HashMap::from([("data.rng".to_string(), "kept by the caller".to_string())]);
+        checkpoint::save(&b, &extra, &path).unwrap();
+        let mut c = tiny(Precision::Fixed);
+        let meta = checkpoint::load(&mut c, &path).unwrap();
+        assert_eq!(meta["data.rng"], "kept by the caller");
+        assert_eq!(c, b);
+        let rest = steps(&mut c, &mut rng_b, 3);
+        assert_eq!([first, rest].concat(), all, "losses after resuming");
+        assert_eq!(c, a);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn bad_checkpoints_are_refused_and_change_nothing() {
+        let d = dir("bad");
+        let path = d.join("ckpt.safetensors");
+        let mut net = tiny(Precision::Fixed);
+        let mut rng = Rng::new(1);
+        steps(&mut net, &mut rng, 2);
+        checkpoint::save(&net, &HashMap::new(), &path).unwrap();
+        // Another architecture (a different classifier width).
+        let mut other = tiny(Precision::Fixed);
+        if let Node::Classifier { fc, .. } = &mut other.nodes[5] {
+            *fc = Classifier::new(8, 3, vec![0.0; 24]);
+        }
+        let before = other.clone();
+        let e = checkpoint::load(&mut other, &path).unwrap_err().to_string();
+        assert!(e.contains("another architecture"), "{e}");
+        assert_eq!(other, before);
+        // Truncated.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = d.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let mut fresh = tiny(Precision::Fixed);
+        let e = checkpoint::load(&mut fresh, &cut).unwrap_err().to_string();
+        assert!(e.contains("cut.safetensors"), "{e}");
+        assert_eq!(fresh, tiny(Precision::Fixed));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_nan_loss_stops_training_with_the_step_named() {
+        let mut net = tiny(Precision::Fixed);
+        let mut rng = Rng::new(2);
+        steps(&mut net, &mut rng, 2);
+        let good = net.clone();
+        if let Node::Classifier { fc, .. } = &mut net.nodes[5] {
+            fc.bias[0] = f32::NAN;
+        }
+        let (x, y) = batch(&mut rng, 16);
+        let e = net
+            .train_step(&x, &y, 0.05, 4e-5, WeightDecayScheme::All)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at step 3"), "{e}");
+        // Nothing was updated by the failed step (only the corrupted bias differs).
+        assert_eq!(net.step, good.step);
+        assert_eq!(net.momentum, good.momentum);
+    }
+}

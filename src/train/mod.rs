@@ -3,6 +3,7 @@
 //! them with shared clipping levels, loss and SGD (`net`). Still to come (issue 4): recording
 //! the same units on the GPU, checkpoints, and export to the integer model.
 
+pub mod checkpoint;
 pub mod conv_bn;
 pub mod export;
 pub mod linear;

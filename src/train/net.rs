@@ -295,6 +295,32 @@ impl Net {
         }
     }
 
+    /// One training step (forward, backward, SGD); a non-finite loss stops it before any update,
+    /// with an error naming the step, so the last checkpoint stays the last good state.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        lr: f32,
+        wd: f32,
+        scheme: WeightDecayScheme,
+    ) -> Result<f32> {
+        let f = self.forward(x, labels)?;
+        if !f.loss.is_finite() {
+            return Err(Error::range(
+                "train",
+                format!(
+                    "loss is {} at step {}; stopping (the last checkpoint is the last good state)",
+                    f.loss,
+                    self.step + 1
+                ),
+            ));
+        }
+        let g = self.backward(&f)?;
+        self.sgd(&g, lr, wd, scheme)?;
+        Ok(f.loss)
+    }
+
     /// Mutable parameter tensors with their kinds, in a fixed order: per node (conv: weight, γ,
     /// β; classifier: weight, bias), then the α vector.
     pub fn params(&mut self) -> Vec<(&mut Vec<f32>, ParamKind)> {
