@@ -10,15 +10,21 @@
 //! - [`ops`]: GPU launchers, one per shader in `shaders/`.
 //! - [`reference`]: CPU spec of every kernel, bit-exact for integer ops.
 //! - [`model`]: float and integer graphs, the model file, CPU and GPU executors.
+//! - [`arch`]: ResNet-18/50/20 and MobileNet-V1/V2 descriptions (torchvision names, F8Net
+//!   wiring) and their float models.
 //! - [`quantize`]: float → F8Net fixed-point conversion; [`builtin`]: the embedded model.
 //! - [`preprocess`]: image decoding and resizing; [`compare`]: float-vs-fixed agreement.
-//! - [`train`]: F8Net quantization-aware training units (conv+BN, classifier).
+//! - [`data`]: Fashion-MNIST (IDX) and image-folder datasets, seeded batching and augmentation.
+//! - [`train`]: F8Net quantization-aware training on the CPU: conv+BN unit, classifier, network,
+//!   checkpoints, export to the integer model.
 //! - [`bench`]: throughput benchmarks (device ceilings, int8 vs f32 kernels and models).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod arch;
 pub mod bench;
 pub mod builtin;
 pub mod compare;
+pub mod data;
 pub mod error;
 pub mod fixed;
 pub mod fraclen;

@@ -1,8 +1,10 @@
 //! The single integration-test binary: every test module is listed here.
 
+mod arch;
 mod bench;
 mod cli;
 mod common;
+mod data;
 mod fixed_point;
 mod fraclen;
 mod kernels;

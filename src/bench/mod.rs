@@ -6,7 +6,8 @@
 //!   rounds, medians.
 //! - [`ceiling`]: dp4a chain (ops/s), f32 FMA chain (flop/s), copy (B/s) on this device.
 //! - [`layers`]: the layer shape table (ResNet-18, MobileNet-V2) and its int8/f32 recorders.
-//! - [`models`]: EfficientNet-Lite0 int8 (`GpuModel`) vs f32 (`GpuFloatModel`).
+//! - [`models`]: EfficientNet-Lite0, ResNet-18 and MobileNet-V2 (random weights) int8
+//!   (`GpuModel`) vs f32 (`GpuFloatModel`).
 //! - [`report`]: rows with GOPS, images/s, int8/f32 ratio and fractions of the measured
 //!   ceilings; markdown and JSON.
 //!
@@ -135,11 +136,17 @@ pub fn run(gpu: &Gpu, cfg: &BenchConfig, log: &mut dyn FnMut(&str)) -> Result<Re
         }
     }
     let mut models = Vec::new();
-    let want_models = cfg.models && cfg.keeps("efficientnet_lite0");
-    if want_models {
-        let pair = models::efficientnet_lite0(cfg.float_model.as_deref())?;
+    for name in models::MODEL_NAMES
+        .iter()
+        .filter(|n| cfg.models && cfg.keeps(n))
+    {
+        let pair = models::pair(name, cfg.float_model.as_deref())?;
+        log(&format!(
+            "model {name}: f32 weights from {}",
+            pair.float_source
+        ));
         let up = models::UploadedPair::upload(gpu, &pair)?;
-        for &batch in &cfg.model_batches {
+        for batch in models::batches_for(name, &cfg.model_batches, cfg.quick) {
             let (int8, f32) = up.recorders(gpu, batch)?;
             let (ti, tf) = clock.pair(int8.as_ref(), f32.as_ref(), &cfg.rounds)?;
             let row = ModelRow::new(&up, batch, ti, tf, &ceilings);

@@ -1,30 +1,96 @@
-//! Whole-model benchmarks: the built-in EfficientNet-Lite0 in F8Net int8 (`GpuModel`) against the
-//! same network in f32 (`GpuFloatModel`), one forward pass per recorded run, activations allocated
-//! once per batch size. The f32 network is the float checkpoint
-//! (`assets/models/efficientnet_lite0.f32.safetensors`, found next to the working folder or the
-//! source tree, or `--float`); without it, the float twin of the integer graph (same nodes and
-//! shapes, weights dequantized), which does exactly the same work.
+//! Whole-model benchmarks: a network in F8Net int8 (`GpuModel`) against the same network in f32
+//! (`GpuFloatModel`), one forward pass per recorded run, activations allocated once per batch
+//! size ([`MODEL_NAMES`]).
 //!
-//! ResNet-18 and MobileNet-V2 in their ImageNet forms come with issue 5: see `TODO_MODELS`.
+//! - `efficientnet_lite0`: the built-in model. The f32 network is the float checkpoint
+//!   (`assets/models/efficientnet_lite0.f32.safetensors`, found next to the working folder or the
+//!   source tree, or `--float`); without it, the float twin of the integer graph (same nodes and
+//!   shapes, weights dequantized), which does exactly the same work.
+//! - `resnet18`, `mobilenet_v2`: the ImageNet forms of `crate::arch` (224×224, width 1, 1000
+//!   classes) with **seeded random weights** (F8NET.md §6 init, BN statistics calibrated on
+//!   [`CALIB_IMAGES`] random images), quantized with the paper's per-layer rule on the same
+//!   images, input uint8 at FL 8 (§2.7). The weights are random, so these rows measure speed,
+//!   not accuracy; the work per image is the real network's.
 
 use super::timing::Recorder;
+use crate::arch::{ArchConfig, Family};
 use crate::builtin;
 use crate::error::{Error, Result};
+use crate::fixed::{Format, Signedness};
 use crate::gpu::{Encoder, Gpu};
 use crate::model::efficientnet;
 use crate::model::float::{Activation, ConvKind, FloatConv, FloatModel, FloatNode};
 use crate::model::int::{IntModel, IntNode, TensorType};
 use crate::model::run_gpu::GpuModel;
 use crate::model::run_gpu_f32::GpuFloatModel;
+use crate::quantize::{self, QuantizeOptions};
 use crate::reference::{residual, OutputKind};
 use std::path::{Path, PathBuf};
 
 /// Models not benchmarked yet, printed under the table (no numbers are made up for them).
-pub const TODO_MODELS: &[&str] = &[
-    "ResNet-18 (ImageNet form) int8 vs f32: TODO, the architecture comes with issue 5",
-    "MobileNet-V2 (ImageNet form) int8 vs f32: TODO, the architecture comes with issue 5",
-    "one QAT training step (fake-quant f32 vs plain f32): TODO, the training engine is issue 4",
-];
+pub const TODO_MODELS: &[&str] =
+    &["one QAT training step (fake-quant f32 vs plain f32): TODO, the training engine is issue 4"];
+
+/// The benchmarked models, in table order (`f8net bench --filter` matches these names).
+pub const MODEL_NAMES: [&str; 3] = ["efficientnet_lite0", "resnet18", "mobilenet_v2"];
+
+/// Random calibration images for the random-weight architectures, and the weights' seed.
+pub const CALIB_IMAGES: usize = 2;
+const SEED: u64 = 1995;
+
+/// Batch sizes of model `name`: the configured ones; under `--quick` the random-weight
+/// architectures (seconds per forward pass on lavapipe) run the first batch size only.
+pub fn batches_for(name: &str, configured: &[usize], quick: bool) -> Vec<usize> {
+    if quick && name != "efficientnet_lite0" {
+        configured.iter().take(1).copied().collect()
+    } else {
+        configured.to_vec()
+    }
+}
+
+/// Model `name` of [`MODEL_NAMES`] in both forms (`float_path`: EfficientNet-Lite0's checkpoint).
+pub fn pair(name: &str, float_path: Option<&Path>) -> Result<ModelPair> {
+    match name {
+        "efficientnet_lite0" => efficientnet_lite0(float_path),
+        "resnet18" => arch_pair("resnet18", Family::ResNet18),
+        "mobilenet_v2" => arch_pair("mobilenet_v2", Family::MobileNetV2),
+        _ => Err(Error::range(
+            "bench",
+            format!("unknown model {name:?} (known: {})", MODEL_NAMES.join(", ")),
+        )),
+    }
+}
+
+/// `family` in its ImageNet form with seeded random weights, and its F8Net int8 conversion
+/// (see the module docs: these rows measure speed, not accuracy).
+pub fn arch_pair(name: &'static str, family: Family) -> Result<ModelPair> {
+    let arch = ArchConfig::imagenet(family).build()?;
+    let (h, w) = arch.config.input_hw;
+    let len = CALIB_IMAGES * h * w * arch.config.in_channels;
+    // Pixel bytes k → k/256: F8Net's 8-bit image input (uint8, FL 8).
+    let mut state = SEED;
+    let calib: Vec<f32> = (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as f32 / 256.0
+        })
+        .collect();
+    let float = arch.to_float_model_calibrated(SEED, &calib, CALIB_IMAGES)?;
+    let input = Format {
+        signedness: Signedness::Unsigned,
+        fl: 8,
+    };
+    let opts = QuantizeOptions::paper();
+    let int = quantize::quantize(&float, &calib, CALIB_IMAGES, input, &opts)?;
+    Ok(ModelPair {
+        name,
+        int,
+        float,
+        float_source: format!("random weights (seed {SEED}): speed only"),
+    })
+}
 
 /// Where the float checkpoint is looked for when `--float` is not given.
 const FLOAT_FILE: &str = "assets/models/efficientnet_lite0.f32.safetensors";
@@ -69,7 +135,7 @@ pub fn efficientnet_lite0(float_path: Option<&Path>) -> Result<ModelPair> {
 /// The float graph that does the int8 model's work: every conv, linear, add and pool with the
 /// same shapes, weights dequantized (`code · 2^-FL_w`, bias `b · 2^-(FL_x + FL_w)`);
 /// requantizations vanish (their clamp becomes the producer's ReLU6 where the codes are
-/// unsigned). Max pooling has no float node yet: such models are an error.
+/// unsigned).
 pub fn float_twin(m: &IntModel) -> Result<FloatModel> {
     let info = m.infer_tensors()?;
     let fl_of = |t: usize| match info[t].ty {
@@ -155,12 +221,10 @@ pub fn float_twin(m: &IntModel) -> Result<FloatModel> {
             IntNode::GlobalAvgPool { input, .. } => {
                 Some(FloatNode::GlobalAvgPool { input: map[*input] })
             }
-            IntNode::MaxPool { .. } => {
-                return Err(Error::shape(
-                    "float twin",
-                    format!("{}: max pooling has no float node yet", m.name),
-                ))
-            }
+            IntNode::MaxPool { input, window } => Some(FloatNode::MaxPool {
+                input: map[*input],
+                window: *window,
+            }),
         };
         if let Some(n) = new {
             nodes.push(n);
@@ -222,13 +286,20 @@ impl UploadedPair {
     }
 
     /// Recorders of one int8 and one f32 forward pass over a batch of `n` (a fixed synthetic
-    /// input, written once).
+    /// input in the model's input format, written once; the f32 side gets the same values).
     pub fn recorders<'a>(&'a self, gpu: &'a Gpu, n: usize) -> Result<(Recorder<'a>, Recorder<'a>)> {
         let len = n * self.input_len;
+        let f = self.int.model().input_format;
         let codes: Vec<i32> = (0..len)
-            .map(|i| ((i * 37 + i / 7) % 255) as i32 - 127)
+            .map(|i| match f.signedness {
+                Signedness::Signed => ((i * 37 + i / 7) % 255) as i32 - 127,
+                Signedness::Unsigned => ((i * 37 + i / 7) % 256) as i32,
+            })
             .collect();
-        let x: Vec<f32> = codes.iter().map(|&q| q as f32 / 128.0).collect();
+        let x: Vec<f32> = codes
+            .iter()
+            .map(|&q| q as f32 * (-f.fl as f32).exp2())
+            .collect();
         let a8 = self.int.alloc_activations(gpu, n)?;
         self.int.write_input(gpu, &a8, &codes)?;
         let a32 = self.float.alloc_activations(gpu, n)?;

@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::reference::conv_f32::{conv_f32_forward, ConvGeom};
 use crate::reference::depthwise_f32::depthwise_f32;
 use crate::reference::gemm_f32::gemm_f32;
-use crate::reference::pool_f32::{avg_pool_f32, global_window};
+use crate::reference::pool::pool_out_hw;
+use crate::reference::pool_f32::{avg_pool_f32, global_window, max_pool_f32};
 use crate::reference::Window;
 use crate::tensor::Shape;
 
@@ -66,6 +67,11 @@ pub enum FloatNode {
     /// Mean over h and w: `[n][h][w][c]` → `[n][c]`.
     GlobalAvgPool {
         input: usize,
+    },
+    /// Max over windows (padding ignored, as PyTorch's `MaxPool2d`).
+    MaxPool {
+        input: usize,
+        window: Window,
     },
     /// `x·weightᵀ + bias`; `weight` is `[n][k]`.
     Linear {
@@ -125,6 +131,11 @@ impl FloatModel {
                     sa
                 }
                 FloatNode::GlobalAvgPool { input } => [1, 1, get(*input)?[2]],
+                FloatNode::MaxPool { input, window } => {
+                    let [h, w, c] = get(*input)?;
+                    let (oh, ow) = pool_out_hw(OP, window, h, w)?;
+                    [oh, ow, c]
+                }
                 FloatNode::Linear {
                     input,
                     name,
@@ -232,6 +243,10 @@ impl FloatModel {
                     let shape = Shape::new(n, h, w, c);
                     avg_pool_f32(&tensors[*input], shape, &global_window(shape))?.1
                 }
+                FloatNode::MaxPool { input, window } => {
+                    let [h, w, c] = shapes[*input];
+                    max_pool_f32(&tensors[*input], Shape::new(n, h, w, c), window)?.y
+                }
                 FloatNode::Linear {
                     input,
                     n: nout,
@@ -266,6 +281,7 @@ fn node_inputs(node: &FloatNode) -> Vec<usize> {
     match node {
         FloatNode::Conv { input, .. }
         | FloatNode::GlobalAvgPool { input }
+        | FloatNode::MaxPool { input, .. }
         | FloatNode::Linear { input, .. } => vec![*input],
         FloatNode::Add { a, b, .. } => vec![*a, *b],
     }

@@ -1,7 +1,8 @@
 //! Runs a float model (`FloatModel`) on the GPU with the f32 kernels: dense conv
 //! (`ops::conv_f32`, 1×1 stride-1 as `gemm_f32`), depthwise conv (`ops::depthwise_f32`), linear
 //! (`ops::gemm_f32`), residual add (`ops::activation::record_add`, plus an activation pass when
-//! the add has one) and global average pooling (`ops::pool_f32`). The f32 side of the int8 vs
+//! the add has one), global average and max pooling (`ops::pool_f32`; max pooling writes an
+//! argmax buffer per pool, allocated with the activations). The f32 side of the int8 vs
 //! f32 model benchmarks, and a GPU float forward; within float tolerance of `FloatModel::forward`.
 //!
 //! Weights are uploaded once (`GpuFloatModel::upload`). A forward pass records every node into
@@ -14,12 +15,12 @@
 
 use super::float::{Activation, ConvKind, FloatModel, FloatNode, Hwc};
 use crate::error::{Error, Result};
-use crate::gpu::{Encoder, Gpu};
+use crate::gpu::{Encoder, Gpu, GpuBuffer};
 use crate::ops::activation::{self, ActivationForward, AddF32, GpuActivation};
 use crate::ops::conv_f32::{self, ConvF32};
 use crate::ops::depthwise_f32::{self, DepthwiseF32, F32DepthwiseWeights};
 use crate::ops::gemm_f32::{self, F32Weights, GemmF32};
-use crate::ops::pool_f32::{self, global_window, AvgPoolF32};
+use crate::ops::pool_f32::{self, global_window, AvgPoolF32, MaxPoolF32};
 use crate::reference::gemm_f32::Activation as KernelAct;
 use crate::reference::Window;
 use crate::tensor::{pad_channels, GpuF32Tensor, Shape};
@@ -54,6 +55,12 @@ enum Step {
     Pool {
         input: usize,
     },
+    /// `argmax`: index of this pool's argmax buffer in the activations.
+    MaxPool {
+        input: usize,
+        window: Window,
+        argmax: usize,
+    },
 }
 
 /// A float model whose parameters live on the GPU.
@@ -76,6 +83,8 @@ pub struct GpuFloatActivations {
     n: usize,
     chunk: usize,
     slots: Vec<GpuF32Tensor>,
+    /// One argmax buffer per max pool (written, never read: inference needs no backward).
+    argmax: Vec<GpuBuffer<u32>>,
     /// Whole-batch input and logits when the batch runs in sub-batches.
     staged: Option<(GpuF32Tensor, GpuF32Tensor)>,
 }
@@ -180,6 +189,14 @@ impl GpuFloatModel {
                 FloatNode::GlobalAvgPool { input } => Step::Pool {
                     input: slot_of[*input],
                 },
+                FloatNode::MaxPool { input, window } => Step::MaxPool {
+                    input: slot_of[*input],
+                    window: *window,
+                    argmax: steps
+                        .iter()
+                        .filter(|s| matches!(s, Step::MaxPool { .. }))
+                        .count(),
+                },
                 FloatNode::Linear {
                     input,
                     name,
@@ -270,6 +287,16 @@ impl GpuFloatModel {
             .iter()
             .map(|&s| GpuF32Tensor::alloc_filled(gpu, self.shape(chunk, s), 0.0))
             .collect::<Result<Vec<_>>>()?;
+        let argmax = self
+            .steps
+            .iter()
+            .zip(&self.out)
+            .filter(|(s, _)| matches!(s, Step::MaxPool { .. }))
+            .map(|(_, &o)| {
+                let [h, w, c] = self.slot_shapes[o];
+                gpu.alloc::<u32>(chunk * h * w * c.div_ceil(4) * 4)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let staged = if chunk < n {
             let last = self.shapes[self.shapes.len() - 1];
             Some((
@@ -283,6 +310,7 @@ impl GpuFloatModel {
             n,
             chunk,
             slots,
+            argmax,
             staged,
         })
     }
@@ -323,7 +351,7 @@ impl GpuFloatModel {
                 let dst = &s[self.input_slot].data;
                 enc.copy_range(&input.data, lo * img_in, dst, 0, len * img_in)?;
             }
-            self.record_pass(gpu, enc, s)?;
+            self.record_pass(gpu, enc, s, &acts.argmax)?;
             if let Some((_, logits)) = &acts.staged {
                 let src = &s[result].data;
                 enc.copy_range(src, 0, &logits.data, lo * img_out, len * img_out)?;
@@ -338,7 +366,13 @@ impl GpuFloatModel {
         h * w * c.div_ceil(4) * 4
     }
 
-    fn record_pass(&self, gpu: &Gpu, enc: &mut Encoder, s: &[GpuF32Tensor]) -> Result<()> {
+    fn record_pass(
+        &self,
+        gpu: &Gpu,
+        enc: &mut Encoder,
+        s: &[GpuF32Tensor],
+        argmax: &[GpuBuffer<u32>],
+    ) -> Result<()> {
         for (step, &o) in self.steps.iter().zip(&self.out) {
             let out = &s[o];
             match step {
@@ -412,6 +446,22 @@ impl GpuFloatModel {
                     };
                     pool_f32::record_avg_pool(gpu, enc, &a)?;
                 }
+                Step::MaxPool {
+                    input,
+                    window,
+                    argmax: j,
+                } => {
+                    let argmax = argmax
+                        .get(*j)
+                        .ok_or_else(|| Error::shape(OP, "activations of another model"))?;
+                    let m = MaxPoolF32 {
+                        x: &s[*input],
+                        window: *window,
+                        out,
+                        argmax,
+                    };
+                    pool_f32::record_max_pool(gpu, enc, &m)?;
+                }
             }
         }
         Ok(())
@@ -442,6 +492,7 @@ fn inputs(node: &FloatNode) -> Vec<usize> {
     match node {
         FloatNode::Conv { input, .. }
         | FloatNode::GlobalAvgPool { input }
+        | FloatNode::MaxPool { input, .. }
         | FloatNode::Linear { input, .. } => vec![*input],
         FloatNode::Add { a, b, .. } => vec![*a, *b],
     }

@@ -12,6 +12,9 @@
 //!   consumer's 8-bit format + 8); 8-bit consumers of int32 tensors get a `Requantize` node;
 //! - the global average pool is a sum with `FL += round(log2(h·w))`; its `2^shift/(h·w)` factor
 //!   goes into the scale, hence into the next layer's weights (§2.9);
+//! - max pooling runs on 8-bit codes in its input's format (max commutes with the monotonic
+//!   quantizer, so it is exact); when its output feeds a residual add it is widened to int32 by
+//!   an identity depthwise 1×1 conv (weight code 1, FL 0, shift 0: a copy);
 //! - optional bias correction: per output channel, the mean difference between the float and
 //!   the integer pre-activation outputs on the calibration inputs is folded into the int32 bias.
 
@@ -20,9 +23,9 @@ mod bias_correction;
 use crate::error::{Error, Result};
 use crate::fixed::{saturate_i32, FlRange, Format, Signedness};
 use crate::fraclen::{fl_from_std, fl_grid_search, unbiased_std};
-use crate::model::float::{Activation, FloatModel, FloatNode};
+use crate::model::float::{Activation, ConvKind, FloatModel, FloatNode};
 use crate::model::int::{IntLayer, IntModel, IntNode};
-use crate::reference::{pool::avgpool_shift, residual, EpilogueSpec, OutputKind};
+use crate::reference::{pool::avgpool_shift, residual, EpilogueSpec, OutputKind, Window};
 
 /// How weight fractional lengths are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,6 +208,13 @@ fn plan_tensors(
                 )
             }
             FloatNode::Linear { .. } => (1.0, Activation::None),
+            FloatNode::MaxPool { input, .. } => {
+                plans.push(Plan {
+                    int32: int32[out],
+                    ..plans[*input]
+                });
+                continue;
+            }
         };
         let signedness = match act {
             Activation::Relu | Activation::Relu6 => Signedness::Unsigned,
@@ -280,6 +290,30 @@ fn int_layer(e: &Effective, x: Format, out: &Plan, opts: &QuantizeOptions) -> Re
         weight_fl: fls,
         ep,
     })
+}
+
+/// An identity depthwise 1×1 conv from 8-bit codes (tensor `input`, `c` channels) to an int32
+/// stream at the same FL: weight code 1 at FL 0, bias 0, shift 0.
+fn widen_to_int32(input: usize, c: usize, name: String) -> IntNode {
+    IntNode::Conv {
+        input,
+        kind: ConvKind::Depthwise,
+        cout: c,
+        cin: c,
+        window: Window::symmetric(1, 1, 0),
+        layer: IntLayer {
+            name,
+            weight: vec![1; c],
+            weight_fl: vec![0; c],
+            ep: EpilogueSpec {
+                bias: vec![0; c],
+                shift: vec![0; c],
+                output: OutputKind::Int32,
+                clamp_lo: -i32::MAX,
+                clamp_hi: i32::MAX,
+            },
+        },
+    }
 }
 
 /// Convert `float` with calibration inputs `calib` (NHWC floats of `n` images, already
@@ -387,6 +421,21 @@ pub fn quantize(
                 IntNode::GlobalAvgPool {
                     input: native[*input],
                     shift: avgpool_shift(h * w),
+                }
+            }
+            FloatNode::MaxPool { input, window } => {
+                let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
+                let pool = IntNode::MaxPool {
+                    input: x,
+                    window: *window,
+                };
+                if p.int32 {
+                    nodes.push(pool);
+                    codes[out] = Some(nodes.len());
+                    let c = float.tensor_shapes()?[out][2];
+                    widen_to_int32(nodes.len(), c, format!("maxpool{i}.int32"))
+                } else {
+                    pool
                 }
             }
         };
