@@ -55,25 +55,13 @@ pub struct ConvF32<'a> {
 
 /// The output shape of `weights` applied to an `input`-shaped tensor with `window`.
 pub fn output_shape(input: Shape, weights: &F32Weights, window: &Window) -> Result<Shape> {
-    if window.kh != weights.kh || window.kw != weights.kw {
-        return Err(Error::shape(
-            "conv_f32",
-            format!(
-                "window is {}x{}, weights are {}x{}",
-                window.kh, window.kw, weights.kh, weights.kw
-            ),
-        ));
-    }
-    if input.c != weights.cin {
-        return Err(Error::shape(
-            "conv_f32",
-            format!(
-                "input {input} has {} channels, weights expect {}",
-                input.c, weights.cin
-            ),
-        ));
-    }
-    let (oh, ow) = window.out_hw("conv_f32", input.h, input.w)?;
+    let (oh, ow) = super::window_out_hw(
+        "conv_f32",
+        input,
+        (weights.kh, weights.kw),
+        weights.cin,
+        window,
+    )?;
     Ok(Shape::new(input.n, oh, ow, weights.n))
 }
 

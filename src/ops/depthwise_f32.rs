@@ -114,25 +114,13 @@ pub struct DepthwiseF32<'a> {
 
 /// The output shape of a depthwise layer on an `input`-shaped tensor.
 pub fn output_shape(input: Shape, weights: &F32DepthwiseWeights, window: &Window) -> Result<Shape> {
-    if window.kh != weights.kh || window.kw != weights.kw {
-        return Err(Error::shape(
-            "depthwise_f32",
-            format!(
-                "window is {}x{}, weights are {}x{}",
-                window.kh, window.kw, weights.kh, weights.kw
-            ),
-        ));
-    }
-    if input.c != weights.c {
-        return Err(Error::shape(
-            "depthwise_f32",
-            format!(
-                "input {input} has {} channels, weights have {}",
-                input.c, weights.c
-            ),
-        ));
-    }
-    let (oh, ow) = window.out_hw("depthwise_f32", input.h, input.w)?;
+    let (oh, ow) = super::window_out_hw(
+        "depthwise_f32",
+        input,
+        (weights.kh, weights.kw),
+        weights.c,
+        window,
+    )?;
     Ok(Shape::new(input.n, oh, ow, input.c))
 }
 

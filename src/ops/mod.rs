@@ -131,3 +131,33 @@ impl PackedWeights {
         self.kh * self.kw * self.cin.div_ceil(4)
     }
 }
+
+/// Check a window against a layer's kernel size and the input's channels against the layer's,
+/// then return the output height and width (errors name `op` and the shapes).
+pub(crate) fn window_out_hw(
+    op: &'static str,
+    input: crate::tensor::Shape,
+    kernel: (usize, usize),
+    channels: usize,
+    window: &crate::reference::Window,
+) -> Result<(usize, usize)> {
+    if (window.kh, window.kw) != kernel {
+        return Err(Error::shape(
+            op,
+            format!(
+                "window is {}x{}, weights are {}x{}",
+                window.kh, window.kw, kernel.0, kernel.1
+            ),
+        ));
+    }
+    if input.c != channels {
+        return Err(Error::shape(
+            op,
+            format!(
+                "input {input} has {} channels, weights expect {channels}",
+                input.c
+            ),
+        ));
+    }
+    window.out_hw(op, input.h, input.w)
+}
