@@ -292,3 +292,61 @@ mod checkpoints {
         assert_eq!(net.momentum, good.momentum);
     }
 }
+
+mod from_arch {
+    use f8net::arch::{ArchConfig, Family};
+    use f8net::data::{load_idx, Loader, LoaderConfig, Split};
+    use f8net::model::run_cpu;
+    use f8net::reference::optim::WeightDecayScheme;
+    use f8net::train::conv_bn::Precision;
+    use f8net::train::from_arch::net_from_arch;
+
+    /// Small-input ResNet-20 and MobileNet-V2 (width 0.25) train on real Fashion-MNIST images
+    /// (the committed subset) and export to integer models that agree with the fake-quant eval.
+    #[test]
+    fn small_networks_train_on_fashion_mnist_and_export() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/data/fashion-mnist-subset"
+        );
+        let train = load_idx(std::path::Path::new(dir), Split::Train).unwrap();
+        let test = load_idx(std::path::Path::new(dir), Split::Test).unwrap();
+        for family in [Family::ResNet20, Family::MobileNetV2] {
+            let arch = ArchConfig::small(family).with_width(0.25).build().unwrap();
+            let mut net = net_from_arch(&arch, 7, Precision::Fixed).unwrap();
+            let mut loader = Loader::new(&train, LoaderConfig::train(32, 1, 2)).unwrap();
+            let mut losses = Vec::new();
+            for _ in 0..6 {
+                let b = loader.next_batch().unwrap();
+                let labels: Vec<u32> = b.labels.iter().map(|&l| l as u32).collect();
+                losses.push(
+                    net.train_step(&b.inputs, &labels, 0.05, 4e-5, WeightDecayScheme::All)
+                        .unwrap(),
+                );
+            }
+            assert!(
+                losses.iter().all(|l| l.is_finite()),
+                "{family:?}: {losses:?}"
+            );
+            let model = f8net::train::export::export(&net, arch.name.as_str()).unwrap();
+            let mut eval = Loader::new(&test, LoaderConfig::eval(100)).unwrap();
+            let b = eval.next_batch().unwrap();
+            let fq = net.forward_eval(&b.inputs, b.n).unwrap();
+            let codes: Vec<i32> = b.bytes.iter().map(|&v| v as i32).collect();
+            let int = run_cpu::forward(&model, &codes, b.n).unwrap();
+            let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
+            let same = (0..b.n)
+                .filter(|&r| {
+                    let f = argmax(&fq[r * 10..r * 10 + 10]);
+                    let i: Vec<f32> = int[r * 10..r * 10 + 10].iter().map(|&v| v as f32).collect();
+                    argmax(&i) == f
+                })
+                .count();
+            eprintln!(
+                "{family:?}: losses {losses:?}; export agreement {same}/{}",
+                b.n
+            );
+            assert!(same * 100 >= 95 * b.n, "{family:?}: {same}/{}", b.n);
+        }
+    }
+}

@@ -352,7 +352,7 @@ fn t_ignore(t: &mut F32Tensors, bn: &str) {
 
 /// OIHW (`[cout][cin][k][k]`; depthwise `[c][1][k][k]`) → the float graph's layout (dense OHWI,
 /// depthwise `[c][k][k]`, which is the same order).
-fn ohwi(w: &[f32], kind: ConvKind, cout: usize, cin: usize, k: usize) -> Vec<f32> {
+pub(crate) fn ohwi(w: &[f32], kind: ConvKind, cout: usize, cin: usize, k: usize) -> Vec<f32> {
     if kind == ConvKind::Depthwise {
         return w.to_vec();
     }

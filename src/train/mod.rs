@@ -6,5 +6,6 @@
 pub mod checkpoint;
 pub mod conv_bn;
 pub mod export;
+pub mod from_arch;
 pub mod linear;
 pub mod net;
