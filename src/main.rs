@@ -101,8 +101,8 @@ enum Command {
     },
     /// List the GPU adapters.
     Adapters,
-    /// F8Net quantization-aware training (not yet available).
-    Train,
+    /// F8Net quantization-aware training (CPU) on Fashion-MNIST or a folder data set.
+    Train(f8net::train::run::TrainArgs),
     /// Accuracy of a model on a test set (not yet available).
     Eval,
     /// Throughput: the device's ceilings, int8 vs f32 kernels at real layer shapes, whole models.
@@ -283,7 +283,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Train => bail!("train is not available yet (F8Net QAT is being built: issue 4)"),
+        Command::Train(args) => {
+            let s = f8net::train::run::run(&args)?;
+            let int = s
+                .integer_accuracy
+                .map_or(String::new(), |a| format!(", integer model {a:.4}"));
+            println!(
+                "{} epochs: test accuracy {:.4}{int}; {:.1} images/s",
+                s.epochs, s.test_accuracy, s.images_per_second
+            );
+            let [metrics, ckpt, model] = f8net::train::run::outputs(&args.out);
+            println!(
+                "wrote {}, {} and {}",
+                metrics.display(),
+                ckpt.display(),
+                model.display()
+            );
+            Ok(())
+        }
         Command::Eval => bail!("eval is not available yet (issue 5)"),
         Command::Bench {
             quick,

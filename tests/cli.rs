@@ -242,3 +242,93 @@ fn without_a_usable_adapter_infer_says_so_and_runs_on_the_cpu() {
     assert!(text(&out.stdout).contains("CPU reference"));
     assert!([967, 968, 504].contains(&top1s(&text(&out.stdout))[0]));
 }
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn train_runs_resumes_and_refuses_bad_input() {
+    let d = tmp_dir("train");
+    let out = d.join("run");
+    let out_s = out.to_str().unwrap().to_string();
+    let data = "assets/data/fashion-mnist-subset";
+    let base = |epochs: &str| -> Vec<String> {
+        let fixed = [
+            "train", "--arch", "resnet20", "--width", "0.25", "--batch", "32",
+        ];
+        let mut v: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        for s in [
+            "--max-steps",
+            "3",
+            "--data",
+            data,
+            "--epochs",
+            epochs,
+            "--out",
+            &out_s,
+        ] {
+            v.push(s.to_string());
+        }
+        v
+    };
+    let r = f8net(&strs(&base("1")));
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stdout).contains("integer model"),
+        "{}",
+        text(&r.stdout)
+    );
+    for f in [
+        "metrics.csv",
+        "checkpoint.safetensors",
+        "model.f8.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // Resume to 2 epochs: one more metrics row, and the integer model still loads for infer.
+    let mut args = base("2");
+    args.push("--resume".into());
+    let r = f8net(&strs(&args));
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    // Bad input: one clear line, non-zero exit, existing checkpoint untouched.
+    let before = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    for (args, needle) in [
+        (
+            vec!["train", "--arch", "vgg16", "--out", out.to_str().unwrap()],
+            "vgg16",
+        ),
+        (
+            vec![
+                "train",
+                "--arch",
+                "resnet20",
+                "--width",
+                "0.001",
+                "--data",
+                data,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "width",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                "/no/such/folder",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "/no/such/folder",
+        ),
+    ] {
+        assert_clean_failure(&f8net(&args), needle);
+    }
+    assert_eq!(
+        std::fs::read(out.join("checkpoint.safetensors")).unwrap(),
+        before
+    );
+}

@@ -9,3 +9,4 @@ pub mod export;
 pub mod from_arch;
 pub mod linear;
 pub mod net;
+pub mod run;
