@@ -273,6 +273,28 @@ mod checkpoints {
     }
 
     #[test]
+    fn an_fp_checkpoint_initializes_an_f8net_network() {
+        let d = dir("init");
+        let path = d.join("fp.safetensors");
+        let mut fp = tiny(Precision::Float);
+        let mut rng = Rng::new(4);
+        steps(&mut fp, &mut rng, 2);
+        checkpoint::save(&fp, &HashMap::new(), &path).unwrap();
+        // Resuming an F8Net run from a float checkpoint is refused; initializing from it is not.
+        let mut q = tiny(Precision::Fixed);
+        let e = checkpoint::load(&mut q, &path).unwrap_err().to_string();
+        assert!(e.contains("--init"), "{e}");
+        checkpoint::load_init(&mut q, &path).unwrap();
+        assert_eq!(
+            (q.step, q.precision, q.momentum.len()),
+            (0, Precision::Fixed, 0)
+        );
+        assert_eq!(q.alphas, fp.alphas);
+        assert_eq!(q.nodes, fp.nodes);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_nan_loss_stops_training_with_the_step_named() {
         let mut net = tiny(Precision::Fixed);
         let mut rng = Rng::new(2);

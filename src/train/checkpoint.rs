@@ -36,7 +36,7 @@ pub fn signature(net: &Net) -> String {
             }
         };
     }
-    s + &format!("; alphas {}; {:?}", net.alphas.len(), net.precision)
+    s + &format!("; alphas {}", net.alphas.len())
 }
 
 /// Every state tensor of the network by name (mutable), in a fixed order.
@@ -104,6 +104,7 @@ pub fn save(net: &Net, extra: &HashMap<String, String>, path: &Path) -> Result<(
     meta.insert("f8net.checkpoint".into(), CHECKPOINT_VERSION.to_string());
     meta.insert("f8net.architecture".into(), sig);
     meta.insert("f8net.step".into(), step.to_string());
+    meta.insert("f8net.precision".into(), format!("{:?}", copy.precision));
     meta.insert(
         "f8net.momentum_tensors".into(),
         copy.momentum.len().to_string(),
@@ -121,9 +122,27 @@ pub fn save(net: &Net, extra: &HashMap<String, String>, path: &Path) -> Result<(
     crate::io::write_atomic(path, &bytes)
 }
 
-/// Load a checkpoint into `net` (same architecture); returns the file's metadata (the caller's
-/// extra state). Nothing in `net` changes unless the whole file is valid.
+/// Load a checkpoint into `net` (same architecture and precision) to resume training; returns
+/// the file's metadata (the caller's extra state). Nothing in `net` changes unless the whole file
+/// is valid.
 pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
+    read(net, path, Purpose::Resume)
+}
+
+/// Initialize `net` from a checkpoint of the same architecture in either precision — F8Net
+/// trains the 8-bit model from the float one (F8NET.md §6): weights, BN statistics, running FLs
+/// and α are taken; the optimizer starts afresh (no momentum, step 0).
+pub fn load_init(net: &mut Net, path: &Path) -> Result<()> {
+    read(net, path, Purpose::Init).map(|_| ())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Resume,
+    Init,
+}
+
+fn read(net: &mut Net, path: &Path, purpose: Purpose) -> Result<HashMap<String, String>> {
     let bad = |m: String| Error::file(path.display(), m);
     let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let (_, meta) =
@@ -142,6 +161,12 @@ pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
     if info.get("f8net.architecture") != Some(&want) {
         return Err(bad("checkpoint is for another architecture".into()));
     }
+    let precision = format!("{:?}", net.precision);
+    if purpose == Purpose::Resume && info.get("f8net.precision") != Some(&precision) {
+        return Err(bad(format!(
+            "checkpoint is not a {precision}-precision run; use it with --init"
+        )));
+    }
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt checkpoint ({e})")))?;
     let momentum: usize = info
@@ -154,6 +179,11 @@ pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
         .ok_or_else(|| bad("no step".into()))?;
     let mut next = net.clone();
     next.step = step;
+    let momentum = if purpose == Purpose::Init {
+        0
+    } else {
+        momentum
+    };
     let lens: Vec<usize> = next.params().iter().map(|(p, _)| p.len()).collect();
     next.momentum = if momentum == 0 {
         Vec::new()
@@ -191,6 +221,9 @@ pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
     }
     for (name, v) in running_fls(&mut next) {
         *v = read(&name, 1)?[0];
+    }
+    if purpose == Purpose::Init {
+        next.step = 0;
     }
     *net = next;
     Ok(info)

@@ -56,6 +56,9 @@ pub struct TrainArgs {
     /// Continue from `OUT/checkpoint.safetensors`.
     #[arg(long)]
     pub resume: bool,
+    /// Start from this checkpoint's weights (F8Net trains the 8-bit model from the FP one).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 1995)]
     pub seed: u64,
     /// Stop each epoch after this many steps (quick runs and tests).
@@ -136,6 +139,9 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
         Mode::F8net => Precision::Fixed,
     };
     let mut net = net_from_arch(&arch, args.seed, precision)?;
+    if let Some(init) = &args.init {
+        checkpoint::load_init(&mut net, init)?;
+    }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(args.out.display(), e.to_string()))?;
     let ckpt = args.out.join("checkpoint.safetensors");
