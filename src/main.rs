@@ -293,12 +293,10 @@ fn run(cli: Cli) -> Result<()> {
                 s.epochs, s.test_accuracy, s.images_per_second
             );
             let [metrics, ckpt, model] = f8net::train::run::outputs(&args.out);
-            println!(
-                "wrote {}, {} and {}",
-                metrics.display(),
-                ckpt.display(),
-                model.display()
-            );
+            println!("wrote {} and {}", metrics.display(), ckpt.display());
+            if s.integer_accuracy.is_some() {
+                println!("integer model: {}", model.display());
+            }
             Ok(())
         }
         Command::Eval => bail!("eval is not available yet (issue 5)"),
