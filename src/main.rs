@@ -379,12 +379,12 @@ fn infer(
     if !json && !good.is_empty() {
         println!("model {} on {}", runner.model.name, runner.device());
     }
+    let fl = runner.model.logits_fl()?;
     for chunk in good.chunks(batch) {
         let images: Vec<Vec<u8>> = chunk.iter().map(|(_, b)| b.clone()).collect();
         let start = Instant::now();
         let logits = runner.logits(&images)?;
         let ms = start.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
-        let fl = runner.model.logits_fl()?;
         for ((path, _), l) in chunk.iter().zip(&logits) {
             let real: Vec<f32> = l.iter().map(|&v| v as f32 * (-fl as f32).exp2()).collect();
             let p = softmax(&real);

@@ -46,6 +46,16 @@ pub struct Grads {
     pub s_fc: f32,
 }
 
+/// SAT's constant rescale of quantized FC weights: `(1/√classes) / σ(W_q)` (1 if σ is 0).
+fn sat_factor(w_q: &[f32], classes: usize) -> f32 {
+    let sd = unbiased_std(w_q);
+    if sd > 0.0 {
+        (1.0 / (classes as f32).sqrt()) / sd
+    } else {
+        1.0
+    }
+}
+
 fn quantize(x: &[f32], format: Format, precision: Precision) -> Result<(Vec<f32>, Vec<bool>)> {
     let q = match precision {
         Precision::Float => fix_quant_floating(x, format)?,
@@ -105,12 +115,7 @@ impl Classifier {
             Ok((w, _)) => w,
             Err(_) => return 1.0,
         };
-        let sd = unbiased_std(&w_q);
-        if sd > 0.0 {
-            (1.0 / (self.classes as f32).sqrt()) / sd
-        } else {
-            1.0
-        }
+        sat_factor(&w_q, self.classes)
     }
 
     /// The weight format: FL from σ of the raw weight (F8NET.md §2.8), or FL 7 in float mode.
@@ -151,12 +156,7 @@ impl Classifier {
         )?;
         let wf = self.weight_format(precision);
         let (w_q, w_mask) = quantize(&self.weight, wf, precision)?;
-        let sd = unbiased_std(&w_q);
-        let ws = if sd > 0.0 {
-            (1.0 / (self.classes as f32).sqrt()) / sd
-        } else {
-            1.0
-        };
+        let ws = sat_factor(&w_q, self.classes);
         let logits = self.affine(&x_q, &w_q, s_fc * ws, &self.bias, n);
         let saved = Saved {
             n,
