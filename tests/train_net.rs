@@ -6,6 +6,7 @@ use crate::common::*;
 use f8net::fixed::Signedness;
 use f8net::model::float::ConvKind;
 use f8net::reference::optim::WeightDecayScheme;
+use f8net::reference::residual::Activation;
 use f8net::reference::Window;
 use f8net::tensor::Shape;
 use f8net::train::conv_bn::{ConvBn, InputQuant, Precision};
@@ -46,18 +47,22 @@ fn tiny(precision: Precision) -> Net {
                 unit: c1,
                 alpha: 0,
                 next: Some(1),
+                act: Activation::Identity,
             },
             Node::Conv {
                 input: 1,
                 unit: c2,
                 alpha: 0,
                 next: Some(2),
+                // Read by the residual add as well: the ReLU is applied to the unit output.
+                act: Activation::Relu,
             },
             Node::Conv {
                 input: 2,
                 unit: c3,
                 alpha: 1,
                 next: Some(5),
+                act: Activation::Identity,
             },
             Node::Add {
                 a: 3,

@@ -25,8 +25,9 @@ pub fn signature(net: &Net) -> String {
                 unit,
                 alpha,
                 next,
+                act,
             } => format!(
-                "; conv {} {:?} {}->{} {:?} in {input} alpha {alpha} next {next:?}",
+                "; conv {} {:?} {}->{} {:?} in {input} alpha {alpha} next {next:?} {act:?}",
                 unit.name, unit.kind, unit.cin, unit.cout, unit.window
             ),
             Node::Add { a, b, relu } => format!("; add {a} {b} relu {relu}"),

@@ -72,13 +72,20 @@ pub fn export(net: &Net, name: &str) -> Result<IntModel> {
     for (i, node) in net.nodes.iter().enumerate() {
         let (new, out_fl) = match node {
             Node::Conv {
-                input, unit, next, ..
+                input,
+                unit,
+                next,
+                act,
+                ..
             } => {
                 let s_out = next.map_or(1.0, |j| net.node_scale(j));
                 let u = unit.integer_eval(net.node_scale(i), s_out)?;
                 let x_format = u.input.unwrap_or(image);
                 let x = ensure(*input, x_format, &mut nodes, &mut codes, &native)?;
-                let l = layer(&unit.name, u.codes, u.weight_fl, &u.bias, x_format.fl);
+                let mut l = layer(&unit.name, u.codes, u.weight_fl, &u.bias, x_format.fl);
+                if *act == Activation::Relu {
+                    l.ep.clamp_lo = 0;
+                }
                 let node = IntNode::Conv {
                     input: x,
                     kind: unit.kind,

@@ -19,18 +19,21 @@ use crate::reference::fake_quant::fix_scaling;
 use crate::reference::loss::softmax_cross_entropy;
 use crate::reference::optim::{sgd_step, ParamKind, SgdHyper, WeightDecayScheme};
 use crate::reference::pool::avgpool_shift;
+use crate::reference::residual::Activation;
 use crate::tensor::Shape;
 
 /// One node of the network.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     /// A conv + BN unit reading tensor `input`; `alpha` indexes its clipping level; `next` is
-    /// the node whose scale divides its output (None: scale 1).
+    /// the node whose scale divides its output (None: scale 1); `act` is a ReLU on its output
+    /// where a non-quantizing consumer (a residual add) reads the activated tensor.
     Conv {
         input: usize,
         unit: ConvBn,
         alpha: usize,
         next: Option<usize>,
+        act: Activation,
     },
     /// `a + b`, then ReLU when `relu`.
     Add { a: usize, b: usize, relu: bool },
@@ -138,7 +141,11 @@ impl Net {
         for i in 0..self.nodes.len() {
             let (out, s) = match &mut self.nodes[i] {
                 Node::Conv {
-                    input, unit, next, ..
+                    input,
+                    unit,
+                    next,
+                    act,
+                    ..
                 } => {
                     let s_out = next.map_or(1.0, |j| scales[j]);
                     let (y, sv) = unit.forward_train(
@@ -148,7 +155,7 @@ impl Net {
                         s_out,
                         precision,
                     )?;
-                    (y, Saved::Conv(sv))
+                    (activate(y, *act), Saved::Conv(sv))
                 }
                 Node::Add { a, b, relu } => (add(&tensors[*a], &tensors[*b], *relu), Saved::None),
                 Node::GlobalAvgPool { input } => {
@@ -185,16 +192,23 @@ impl Net {
         for (i, node) in self.nodes.iter().enumerate() {
             let out = match node {
                 Node::Conv {
-                    input, unit, next, ..
+                    input,
+                    unit,
+                    next,
+                    act,
+                    ..
                 } => {
                     let s_out = next.map_or(1.0, |j| scales[j]);
-                    unit.forward_eval(
-                        &tensors[*input],
-                        shapes[*input],
-                        scales[i],
-                        s_out,
-                        self.precision,
-                    )?
+                    activate(
+                        unit.forward_eval(
+                            &tensors[*input],
+                            shapes[*input],
+                            scales[i],
+                            s_out,
+                            self.precision,
+                        )?,
+                        *act,
+                    )
                 }
                 Node::Add { a, b, relu } => add(&tensors[*a], &tensors[*b], *relu),
                 Node::GlobalAvgPool { input } => pool_sum(&tensors[*input], shapes[*input]),
@@ -234,9 +248,11 @@ impl Net {
                         unit,
                         alpha,
                         next,
+                        act,
                     },
                     Saved::Conv(sv),
                 ) => {
+                    let dy = relu_mask(dy, &f.tensors[i + 1], *act == Activation::Relu);
                     let (dx, g) = unit.backward(sv, &dy)?;
                     add_into(&mut d[*input], &dx);
                     // s = 2^F·|α|/M: ds/dα = s/α.
@@ -251,12 +267,7 @@ impl Net {
                     node_grads[i] = vec![g.weight, g.gamma, g.beta];
                 }
                 (Node::Add { a, b, relu }, _) => {
-                    let y = &f.tensors[i + 1];
-                    let g: Vec<f32> = dy
-                        .iter()
-                        .zip(y)
-                        .map(|(g, y)| if *relu && *y <= 0.0 { 0.0 } else { *g })
-                        .collect();
+                    let g = relu_mask(dy, &f.tensors[i + 1], *relu);
                     add_into(&mut d[*a], &g);
                     add_into(&mut d[*b], &g);
                 }
@@ -392,6 +403,24 @@ fn add(a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
         .zip(b)
         .map(|(p, q)| if relu { (p + q).max(0.0) } else { p + q })
         .collect()
+}
+
+fn activate(mut y: Vec<f32>, act: Activation) -> Vec<f32> {
+    if act == Activation::Relu {
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    y
+}
+
+/// The gradient through a ReLU (`relu`) whose output was `y`: zero where `y ≤ 0`.
+fn relu_mask(mut dy: Vec<f32>, y: &[f32], relu: bool) -> Vec<f32> {
+    if relu {
+        dy.iter_mut()
+            .zip(y)
+            .filter(|(_, y)| **y <= 0.0)
+            .for_each(|(g, _)| *g = 0.0);
+    }
+    dy
 }
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
