@@ -66,6 +66,7 @@ fn main() {
         ceilings,
         kernels: rows,
         models: Vec::new(),
+        train: Vec::new(),
         todo: Vec::new(),
         seconds: start.elapsed().as_secs_f64(),
     };

@@ -71,6 +71,7 @@ fn main() {
         ceilings,
         kernels: Vec::new(),
         models: rows,
+        train: Vec::new(),
         todo: models::TODO_MODELS.iter().map(|s| s.to_string()).collect(),
         seconds: start.elapsed().as_secs_f64(),
     };

@@ -6,7 +6,7 @@
 use crate::common::*;
 use f8net::bench::ceiling::CeilingSize;
 use f8net::bench::timing::Rounds;
-use f8net::bench::{models, BenchConfig};
+use f8net::bench::{models, BenchConfig, TrainCase};
 use f8net::model::efficientnet::{self, input_from_rgb, NUM_CLASSES};
 use f8net::model::float::FloatModel;
 use f8net::model::run_gpu_f32::GpuFloatModel;
@@ -92,6 +92,7 @@ fn tiny_config() -> BenchConfig {
         model_batches: vec![1],
         kernels: true,
         models: false,
+        train: None,
         rounds: Rounds {
             rounds: 1,
             target_s: 0.0,
@@ -134,7 +135,7 @@ fn tiny_bench_rows_are_positive_and_json_is_valid() {
     assert_eq!(json["kernels"][0]["op"], "depthwise");
     assert!(json["ceilings"]["dp4a"]["per_s"].as_f64().unwrap() > 0.0);
     let md = report.to_markdown();
-    assert!(md.contains("| mbv2.block16.dw 3x3 960 @7 | 1 |") && md.contains("TODO"));
+    assert!(md.contains("| mbv2.block16.dw 3x3 960 @7 | 1 |") && md.contains("Not measured yet"));
     // Bad configurations are errors, not panics.
     let bad = BenchConfig {
         kernel_batches: vec![0],
@@ -271,4 +272,28 @@ fn cli_bench_prints_json_and_writes_markdown() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("f8net: bench") && !err.contains("panicked"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn training_step_row_times_both_precisions() {
+    let case = TrainCase {
+        batch: 8,
+        steps: 1,
+        rounds: 1,
+        ..TrainCase::quick()
+    };
+    let row = f8net::bench::train::measure_cpu(&case).unwrap();
+    let good = |v: f64| v.is_finite() && v > 0.0;
+    for v in [
+        row.fixed_s,
+        row.float_s,
+        row.fixed_images_per_s,
+        row.float_images_per_s,
+        row.fixed_speedup,
+    ] {
+        assert!(good(v), "{row:?}");
+    }
+    assert_eq!(row.batch, 8);
+    assert!((row.fixed_images_per_s * row.fixed_s - 8.0).abs() < 1e-9);
+    assert!(row.summary().contains("train step resnet20 w0.25 b8"));
 }

@@ -8,6 +8,7 @@
 //! - [`layers`]: the layer shape table (ResNet-18, MobileNet-V2) and its int8/f32 recorders.
 //! - [`models`]: EfficientNet-Lite0, ResNet-18 and MobileNet-V2 (random weights) int8
 //!   (`GpuModel`) vs f32 (`GpuFloatModel`).
+//! - [`train`]: one QAT training step, F8Net fixed point vs float (CPU reference, wall clock).
 //! - [`report`]: rows with GOPS, images/s, int8/f32 ratio and fractions of the measured
 //!   ceilings; markdown and JSON.
 //!
@@ -19,8 +20,10 @@ pub mod layers;
 pub mod models;
 pub mod report;
 pub mod timing;
+pub mod train;
 
 pub use report::{KernelRow, ModelRow, Report};
+pub use train::{TrainCase, TrainRow};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -41,6 +44,8 @@ pub struct BenchConfig {
     pub model_batches: Vec<usize>,
     pub kernels: bool,
     pub models: bool,
+    /// The training-step row (`None`: skipped).
+    pub train: Option<TrainCase>,
     pub rounds: Rounds,
     /// Ceiling dispatch sizes (`None`: chosen for the adapter).
     pub ceiling_size: Option<CeilingSize>,
@@ -58,6 +63,7 @@ impl BenchConfig {
             model_batches: vec![1, 32],
             kernels: true,
             models: true,
+            train: Some(TrainCase::full()),
             rounds: Rounds {
                 rounds: 7,
                 target_s: 0.05,
@@ -75,6 +81,7 @@ impl BenchConfig {
             quick: true,
             kernel_batches: vec![1],
             model_batches: vec![1, 4],
+            train: Some(TrainCase::quick()),
             rounds: Rounds {
                 rounds: 3,
                 target_s: 0.01,
@@ -154,6 +161,12 @@ pub fn run(gpu: &Gpu, cfg: &BenchConfig, log: &mut dyn FnMut(&str)) -> Result<Re
             models.push(row);
         }
     }
+    let mut train = Vec::new();
+    if let Some(case) = cfg.train.filter(|c| cfg.keeps(&c.name())) {
+        let row = train::measure_cpu(&case)?;
+        log(&row.summary());
+        train.push(row);
+    }
     Ok(Report {
         adapter: gpu.adapter().to_string(),
         software: gpu.is_software(),
@@ -163,6 +176,7 @@ pub fn run(gpu: &Gpu, cfg: &BenchConfig, log: &mut dyn FnMut(&str)) -> Result<Re
         ceilings,
         kernels,
         models,
+        train,
         todo: models::TODO_MODELS.iter().map(|s| s.to_string()).collect(),
         seconds: start.elapsed().as_secs_f64(),
     })

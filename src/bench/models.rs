@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 /// Models not benchmarked yet, printed under the table (no numbers are made up for them).
 pub const TODO_MODELS: &[&str] =
-    &["one QAT training step (fake-quant f32 vs plain f32): TODO, the training engine is issue 4"];
+    &["the QAT training step on the GPU (the row above is the CPU reference): issue 4"];
 
 /// The benchmarked models, in table order (`f8net bench --filter` matches these names).
 pub const MODEL_NAMES: [&str; 3] = ["efficientnet_lite0", "resnet18", "mobilenet_v2"];

@@ -6,6 +6,7 @@
 use super::ceiling::Ceilings;
 use super::layers::{Layer, Op};
 use super::models::UploadedPair;
+use super::train::TrainRow;
 use serde::Serialize;
 
 /// One kernel at one batch size, int8 and f32.
@@ -130,6 +131,7 @@ pub struct Report {
     pub ceilings: Ceilings,
     pub kernels: Vec<KernelRow>,
     pub models: Vec<ModelRow>,
+    pub train: Vec<TrainRow>,
     /// Rows not measured yet, and why.
     pub todo: Vec<String>,
     /// Wall time of the whole run.
@@ -228,6 +230,22 @@ impl Report {
             }
             if let Some(r) = self.models.first() {
                 s += &format!("\nf32 model weights: {}\n", r.float_source);
+            }
+        }
+        if !self.train.is_empty() {
+            s += "\n| training step | batch | backend | F8Net images/s | float images/s | \
+                  F8Net/float |\n";
+            s += "|---|---|---|---|---|---|\n";
+            for r in &self.train {
+                s += &format!(
+                    "| {} | {} | {} | {:.1} | {:.1} | {:.2}× |\n",
+                    r.name,
+                    r.batch,
+                    r.backend,
+                    r.fixed_images_per_s,
+                    r.float_images_per_s,
+                    r.fixed_speedup
+                );
             }
         }
         if !self.todo.is_empty() {
