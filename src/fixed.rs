@@ -180,3 +180,14 @@ pub fn input_byte_format() -> Format {
         fl: 8,
     }
 }
+
+/// A float bias as the int32 code at the accumulator's FL (F8NET.md §2.4: `clamp(round_half_even
+/// (b·2^fl), ±(2^31 − 1))`), as the export writes it and the fixed-point evaluation adds it.
+pub fn bias_code(b: f32, fl: i32) -> i32 {
+    saturate_i32((b as f64 * (fl as f64).exp2()).round_ties_even() as i64)
+}
+
+/// `b` rounded to the int32 bias grid at `fl` and back: the value the integer model adds.
+pub fn bias_on_grid(b: f32, fl: i32) -> f32 {
+    (bias_code(b, fl) as f64 / (fl as f64).exp2()) as f32
+}

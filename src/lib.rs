@@ -16,7 +16,8 @@
 //! - [`preprocess`]: image decoding and resizing; [`compare`]: float-vs-fixed agreement.
 //! - [`data`]: Fashion-MNIST (IDX) and image-folder datasets, seeded batching and augmentation.
 //! - [`train`]: F8Net quantization-aware training on the CPU: conv+BN unit, classifier, network,
-//!   checkpoints, export to the integer model.
+//!   checkpoints, export to the integer model; `f8net train` and `f8net eval`.
+//! - [`plot`]: PNG line charts and heat maps (training curves, fractional lengths).
 //! - [`bench`]: throughput benchmarks (device ceilings, int8 vs f32 kernels and models).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,6 +33,7 @@ pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod plot;
 pub mod preprocess;
 pub mod quantize;
 pub mod reference;

@@ -2,14 +2,14 @@
 //! come, `train`, `eval`). Every failure prints one line `f8net: <reason>` and exits non-zero.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use f8net::compare::{softmax, top_k, Agreement};
 use f8net::gpu::Gpu;
 use f8net::model::int::IntModel;
 use f8net::model::run_gpu::GpuModel;
 use f8net::model::{efficientnet, file, run_cpu};
 use f8net::preprocess;
-use f8net::quantize::{self, ActFl, BiasCorrection, Pact, QuantizeOptions, WeightFl};
+use f8net::quantize::{self, args::QuantizeArgs, from_checkpoint};
 use f8net::{builtin, fixed::Format};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,24 +23,6 @@ use std::time::Instant;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WeightScheme {
-    PerChannel,
-    PerLayer,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FlRule {
-    Grid,
-    Std,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OnOff {
-    On,
-    Off,
 }
 
 #[derive(Subcommand)]
@@ -65,27 +47,9 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         batch: usize,
     },
-    /// Convert a float EfficientNet-Lite0 safetensors file to an F8Net integer model.
-    Quantize {
-        float: PathBuf,
-        /// Folder of calibration images.
-        #[arg(long)]
-        calib: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value = "per-channel")]
-        weights: WeightScheme,
-        /// Rule for per-layer weight FLs (per-channel always uses grid search).
-        #[arg(long, value_enum, default_value = "grid")]
-        weight_fl: FlRule,
-        #[arg(long, value_enum, default_value = "grid")]
-        act_fl: FlRule,
-        /// Fixed-point PACT with α = 6 on ReLU6 outputs.
-        #[arg(long, value_enum, default_value = "off")]
-        pact: OnOff,
-        #[arg(long, value_enum, default_value = "on")]
-        bias_correction: OnOff,
-    },
+    /// Convert a float model (EfficientNet-Lite0 safetensors) or an FP training checkpoint
+    /// (post-training quantization) to an F8Net integer model.
+    Quantize(QuantizeArgs),
     /// Agreement between a float model and an integer model on a folder of images.
     Compare {
         /// Folder (or files) of images.
@@ -103,8 +67,9 @@ enum Command {
     Adapters,
     /// F8Net quantization-aware training (CPU) on Fashion-MNIST or a folder data set.
     Train(f8net::train::run::TrainArgs),
-    /// Accuracy of a model on a test set (not yet available).
-    Eval,
+    /// Accuracy of a training checkpoint and/or an integer model on a test set, and their
+    /// top-1 agreement.
+    Eval(f8net::train::eval::EvalArgs),
     /// Throughput: the device's ceilings, int8 vs f32 kernels at real layer shapes, whole models.
     Bench {
         /// Fewer rounds and smaller batches (under a minute on lavapipe).
@@ -236,37 +201,23 @@ fn run(cli: Cli) -> Result<()> {
             cpu,
             batch,
         } => infer(&inputs, &model, top, json, cpu, batch),
-        Command::Quantize {
-            float,
-            calib,
-            out,
-            weights,
-            weight_fl,
-            act_fl,
-            pact,
-            bias_correction,
-        } => {
-            let opts = QuantizeOptions {
-                weight_fl: match (weights, weight_fl) {
-                    (WeightScheme::PerChannel, _) => WeightFl::PerChannelGrid,
-                    (WeightScheme::PerLayer, FlRule::Grid) => WeightFl::PerLayerGrid,
-                    (WeightScheme::PerLayer, FlRule::Std) => WeightFl::PerLayerStd,
-                },
-                act_fl: match act_fl {
-                    FlRule::Grid => ActFl::Grid,
-                    FlRule::Std => ActFl::Std,
-                },
-                pact: match pact {
-                    OnOff::On => Pact::Relu6,
-                    OnOff::Off => Pact::Off,
-                },
-                bias_correction: match bias_correction {
-                    OnOff::On => BiasCorrection::On,
-                    OnOff::Off => BiasCorrection::Off,
-                },
-            };
-            quantize_cmd(&float, &calib, &out, &opts)
+        Command::Quantize(args) if from_checkpoint::is_checkpoint(&args.input) => {
+            let start = Instant::now();
+            let q = from_checkpoint::run(&args)?;
+            let (clamped, all) = q.clamped_weights;
+            println!(
+                "wrote {}: {} on {} calibration images, {} ({clamped}/{all} weights clamped, \
+                 {} clips left out) in {:.1} s",
+                args.out.display(),
+                q.spec.describe(),
+                q.images,
+                args.options().describe(),
+                q.dropped_clips,
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
         }
+        Command::Quantize(args) => quantize_cmd(&args),
         Command::Compare {
             inputs,
             float,
@@ -284,22 +235,24 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => {
-            let s = f8net::train::run::run(&args)?;
-            let int = s
-                .integer_accuracy
-                .map_or(String::new(), |a| format!(", integer model {a:.4}"));
-            println!(
-                "{} epochs: test accuracy {:.4}{int}; {:.1} images/s",
-                s.epochs, s.test_accuracy, s.images_per_second
-            );
-            let [metrics, ckpt, model] = f8net::train::run::outputs(&args.out);
-            println!("wrote {} and {}", metrics.display(), ckpt.display());
-            if s.integer_accuracy.is_some() {
-                println!("integer model: {}", model.display());
+            let stop = f8net::train::run::ctrlc_stop_flag()?;
+            let s = f8net::train::run::run_until(&args, stop)?;
+            if let Some(i) = &s.interrupted {
+                eprintln!("f8net: {i}");
+                std::process::exit(130);
+            }
+            print!("{}", s.report(&args));
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let gpu = args.model.as_ref().and_then(|_| backend(args.cpu));
+            let r = f8net::train::eval::run(&args, gpu.as_ref())?;
+            match args.json {
+                true => println!("{}", r.json()),
+                false => print!("{}", r.text()),
             }
             Ok(())
         }
-        Command::Eval => bail!("eval is not available yet (issue 5)"),
         Command::Bench {
             quick,
             json,
@@ -441,9 +394,11 @@ fn load_all(files: &[PathBuf], what: &str) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn quantize_cmd(float: &Path, calib: &Path, out: &Path, opts: &QuantizeOptions) -> Result<()> {
-    let fmodel = efficientnet::load_float(float)?;
-    let files = collect_images(&[calib.to_path_buf()])?;
+fn quantize_cmd(args: &QuantizeArgs) -> Result<()> {
+    let (calib, out, opts) = (&args.calib, &args.out, &args.options());
+    let fmodel = efficientnet::load_float(&args.input)?;
+    let mut files = collect_images(&[calib.to_path_buf()])?;
+    files.truncate(args.calib_count);
     if files.is_empty() {
         bail!("{}: no calibration images", calib.display());
     }

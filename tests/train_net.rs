@@ -19,7 +19,7 @@ fn kaiming(rng: &mut Rng, n: usize, fan: usize) -> Vec<f32> {
 }
 
 /// conv(fixed 8-bit input) → conv s2 → conv + skip (add, ReLU) → pool → classifier.
-fn tiny(precision: Precision) -> Net {
+pub(crate) fn tiny(precision: Precision) -> Net {
     let mut rng = Rng::new(3);
     let w3 = |s| Window::symmetric(3, s, 1);
     let unit = |rng: &mut Rng, name, cin, cout, s, input| {
@@ -84,7 +84,7 @@ fn tiny(precision: Precision) -> Net {
 }
 
 /// Images whose top or bottom half is bright, labelled by which.
-fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u32>) {
+pub(crate) fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u32>) {
     let mut x = Vec::new();
     let mut y = Vec::new();
     for _ in 0..n {

@@ -23,6 +23,8 @@ pub enum Shader {
     Loss,
     Optim,
     FakeQuant,
+    Fold,
+    SumPool,
     Ceiling,
 }
 
@@ -63,7 +65,7 @@ macro_rules! with_common {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Gemm,
         Shader::GemmF32,
         Shader::Conv,
@@ -79,6 +81,8 @@ impl Shader {
         Shader::Loss,
         Shader::Optim,
         Shader::FakeQuant,
+        Shader::Fold,
+        Shader::SumPool,
         Shader::Ceiling,
     ];
 
@@ -100,6 +104,8 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::FakeQuant => "fake_quant.wgsl",
+            Shader::Fold => "fold.wgsl",
+            Shader::SumPool => "sum_pool.wgsl",
             Shader::Ceiling => "ceiling.wgsl",
         }
     }
@@ -122,6 +128,8 @@ impl Shader {
             Shader::Loss => with_common!("loss.wgsl"),
             Shader::Optim => with_common!("optim.wgsl"),
             Shader::FakeQuant => with_common!("fake_quant.wgsl"),
+            Shader::Fold => with_common!("fold.wgsl"),
+            Shader::SumPool => with_common!("sum_pool.wgsl"),
             Shader::Ceiling => with_common!("ceiling.wgsl"),
         }
     }
@@ -168,13 +176,23 @@ pub enum Kernel {
     FakeQuant,
     FakeQuantBackward,
     TensorStats,
+    FoldScales,
+    FoldConv,
+    FoldConvBackward,
+    FoldConvBackwardStats,
+    FoldConvBackwardWeight,
+    FoldLinear,
+    FoldLinearBackward,
+    FoldAlphaGrad,
+    SumPool,
+    SumPoolBackward,
     CeilingDp4a,
     CeilingFma,
     CeilingCopy,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 41] = [
+    pub const ALL: [Kernel; 51] = [
         Kernel::Gemm,
         Kernel::GemmF32,
         Kernel::Conv,
@@ -213,6 +231,16 @@ impl Kernel {
         Kernel::FakeQuant,
         Kernel::FakeQuantBackward,
         Kernel::TensorStats,
+        Kernel::FoldScales,
+        Kernel::FoldConv,
+        Kernel::FoldConvBackward,
+        Kernel::FoldConvBackwardStats,
+        Kernel::FoldConvBackwardWeight,
+        Kernel::FoldLinear,
+        Kernel::FoldLinearBackward,
+        Kernel::FoldAlphaGrad,
+        Kernel::SumPool,
+        Kernel::SumPoolBackward,
         Kernel::CeilingDp4a,
         Kernel::CeilingFma,
         Kernel::CeilingCopy,
@@ -255,6 +283,15 @@ impl Kernel {
             Kernel::FakeQuant => Shader::FakeQuant,
             Kernel::FakeQuantBackward => Shader::FakeQuant,
             Kernel::TensorStats => Shader::FakeQuant,
+            Kernel::FoldScales
+            | Kernel::FoldConv
+            | Kernel::FoldConvBackward
+            | Kernel::FoldConvBackwardStats
+            | Kernel::FoldConvBackwardWeight
+            | Kernel::FoldLinear
+            | Kernel::FoldLinearBackward
+            | Kernel::FoldAlphaGrad => Shader::Fold,
+            Kernel::SumPool | Kernel::SumPoolBackward => Shader::SumPool,
             Kernel::CeilingDp4a | Kernel::CeilingFma | Kernel::CeilingCopy => Shader::Ceiling,
         }
     }
@@ -300,6 +337,16 @@ impl Kernel {
             Kernel::FakeQuant => "fake_quant",
             Kernel::FakeQuantBackward => "fake_quant_backward",
             Kernel::TensorStats => "tensor_stats",
+            Kernel::FoldScales => "fold_scales",
+            Kernel::FoldConv => "fold_conv",
+            Kernel::FoldConvBackward => "fold_conv_backward",
+            Kernel::FoldConvBackwardStats => "fold_conv_backward_stats",
+            Kernel::FoldConvBackwardWeight => "fold_conv_backward_weight",
+            Kernel::FoldLinear => "fold_linear",
+            Kernel::FoldLinearBackward => "fold_linear_backward",
+            Kernel::FoldAlphaGrad => "fold_alpha_grad",
+            Kernel::SumPool => "sum_pool",
+            Kernel::SumPoolBackward => "sum_pool_backward",
             Kernel::CeilingDp4a => "ceiling_dp4a",
             Kernel::CeilingFma => "ceiling_fma",
             Kernel::CeilingCopy => "ceiling_copy",

@@ -10,6 +10,7 @@ pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
 pub mod fake_quant;
+pub mod fold;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod loss;
@@ -18,6 +19,7 @@ pub mod pool;
 pub mod pool_f32;
 pub mod quantize;
 pub mod residual;
+pub mod sum_pool;
 
 use crate::error::{Error, Result};
 use crate::fixed::Signedness;

@@ -34,7 +34,12 @@ pub(super) fn correct_biases(
         .collect();
     let mut t: Vec<Vec<i32>> = vec![input_codes];
     for j in 0..model.nodes.len() {
-        if let Some(fi) = source[j] {
+        // Conv/linear layers only (a float clamp node may have become a Requantize).
+        let layer = matches!(
+            model.nodes[j],
+            IntNode::Conv { .. } | IntNode::Linear { .. }
+        );
+        if let Some(fi) = source[j].filter(|_| layer) {
             let fnode = &float.nodes[fi];
             let out_plan = plans[fi + 1];
             let (finput, fconv) = match fnode {

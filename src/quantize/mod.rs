@@ -15,15 +15,22 @@
 //! - max pooling runs on 8-bit codes in its input's format (max commutes with the monotonic
 //!   quantizer, so it is exact); when its output feeds a residual add it is widened to int32 by
 //!   an identity depthwise 1×1 conv (weight code 1, FL 0, shift 0: a copy);
+//! - a clamp-only node (identity depthwise 1×1 with ReLU/ReLU6) of an int32 stream is the
+//!   8-bit consumer's `Requantize` with that clamp;
 //! - optional bias correction: per output channel, the mean difference between the float and
 //!   the integer pre-activation outputs on the calibration inputs is folded into the int32 bias.
+//!
+//! [`args`] holds the command's options; [`from_checkpoint`] converts an f8net training
+//! checkpoint (post-training quantization of an FP run) through `train::to_float`.
 
+pub mod args;
 mod bias_correction;
+pub mod from_checkpoint;
 
 use crate::error::{Error, Result};
 use crate::fixed::{saturate_i32, FlRange, Format, Signedness};
 use crate::fraclen::{fl_from_std, fl_grid_search, unbiased_std};
-use crate::model::float::{Activation, ConvKind, FloatModel, FloatNode};
+use crate::model::float::{Activation, ConvKind, FloatConv, FloatModel, FloatNode};
 use crate::model::int::{IntLayer, IntModel, IntNode};
 use crate::reference::{pool::avgpool_shift, residual, EpilogueSpec, OutputKind, Window};
 
@@ -267,16 +274,7 @@ fn int_layer(e: &Effective, x: Format, out: &Plan, opts: &QuantizeOptions) -> Re
             format!("{name}: shift {s} out of range"),
         ));
     }
-    let (clamp_lo, clamp_hi) = match act {
-        Activation::None => (-i32::MAX, i32::MAX),
-        Activation::Relu => (0, i32::MAX),
-        Activation::Relu6 => (
-            0,
-            ((6.0 / out.scale as f64) * (fl_out as f64).exp2())
-                .round_ties_even()
-                .min(i32::MAX as f64) as i32,
-        ),
-    };
+    let (clamp_lo, clamp_hi) = clamp_codes(act, out.scale, fl_out);
     let ep = EpilogueSpec {
         bias,
         shift,
@@ -290,6 +288,30 @@ fn int_layer(e: &Effective, x: Format, out: &Plan, opts: &QuantizeOptions) -> Re
         weight_fl: fls,
         ep,
     })
+}
+
+/// An activation as a clamp of integer values at `fl_out` holding `real / scale`.
+fn clamp_codes(act: Activation, scale: f32, fl_out: i32) -> (i32, i32) {
+    match act {
+        Activation::None => (-i32::MAX, i32::MAX),
+        Activation::Relu => (0, i32::MAX),
+        Activation::Relu6 => (
+            0,
+            ((6.0 / scale as f64) * (fl_out as f64).exp2())
+                .round_ties_even()
+                .min(i32::MAX as f64) as i32,
+        ),
+    }
+}
+
+/// A depthwise 1×1 conv with unit weights and zero biases: only its activation does anything
+/// (`train::to_float` writes these for the PACT clips of tensors that also have unclipped
+/// readers).
+fn is_identity_clamp(conv: &FloatConv) -> bool {
+    conv.kind == ConvKind::Depthwise
+        && conv.window == Window::symmetric(1, 1, 0)
+        && conv.weight.iter().all(|&w| w == 1.0)
+        && conv.bias.iter().all(|&b| b == 0.0)
 }
 
 /// An identity depthwise 1×1 conv from 8-bit codes (tensor `input`, `c` channels) to an int32
@@ -354,6 +376,22 @@ pub fn quantize(
         let out = i + 1;
         let p = plans[out];
         let new = match node {
+            // A clamp of an int32 stream into 8-bit codes is the consumer's requantization
+            // with that clamp (exact: no extra layer, no extra rounding).
+            FloatNode::Conv { input, conv }
+                if is_identity_clamp(conv)
+                    && plans[*input].int32
+                    && !p.int32
+                    && plans[*input].scale == p.scale =>
+            {
+                let (clamp_lo, clamp_hi) = clamp_codes(conv.act, p.scale, p.fmt8.fl);
+                IntNode::Requantize {
+                    input: native[*input],
+                    out: p.fmt8,
+                    clamp_lo,
+                    clamp_hi,
+                }
+            }
             FloatNode::Conv { input, conv } => {
                 let x = ensure_codes(*input, &mut nodes, &mut codes, &native);
                 let ratio = plans[*input].scale / p.scale;

@@ -12,6 +12,7 @@ pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
 pub mod fake_quant;
+pub mod fold;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod loss;
@@ -20,6 +21,7 @@ pub mod pool;
 pub mod pool_f32;
 pub mod quantize;
 pub mod residual;
+pub mod sum_pool;
 
 use crate::error::{Error, Result};
 use crate::fixed::{check_shift, saturate_i32, shift_round, Signedness};

@@ -4,8 +4,11 @@
 //! `alphas`, `momentum.{j}`), with metadata naming the format version, the architecture
 //! signature and any caller state (e.g. the data loader's RNG). Saving is atomic (temporary file,
 //! then rename); loading checks the version, the architecture and every shape before touching
-//! the network, so a bad file leaves it unchanged.
+//! the network, so a bad file leaves it unchanged. `f8net train` also records how to rebuild the
+//! network ([`RunInfo`]: `f8net.arch`, `f8net.width`, `f8net.mode`, `f8net.input_{h,w,c}`,
+//! `f8net.classes`), so `f8net eval --checkpoint` needs no flags.
 
+use super::conv_bn::Precision;
 use super::net::{Net, Node};
 use crate::error::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -14,6 +17,124 @@ use std::path::Path;
 
 /// Version written into and required from every checkpoint.
 pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// What rebuilds the network of a checkpoint: the architecture family's command-line name, the
+/// width multiplier, the precision (`fp` / `f8net`, the `--mode` names), the input size and the
+/// class count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub arch: String,
+    pub width: f32,
+    pub precision: Precision,
+    /// Input height, width, channels.
+    pub input: (usize, usize, usize),
+    pub classes: usize,
+}
+
+/// The `--mode` name of a precision.
+pub fn mode_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Float => "fp",
+        Precision::Fixed => "f8net",
+    }
+}
+
+impl RunInfo {
+    /// The metadata entries (f32 `Display` round-trips exactly).
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        let (h, w, c) = self.input;
+        [
+            ("f8net.arch", self.arch.clone()),
+            ("f8net.width", self.width.to_string()),
+            ("f8net.mode", mode_name(self.precision).to_string()),
+            ("f8net.input_h", h.to_string()),
+            ("f8net.input_w", w.to_string()),
+            ("f8net.input_c", c.to_string()),
+            ("f8net.classes", self.classes.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// The rebuild fields a checkpoint records, each `None` where the file lacks it (older files, or
+/// files written with only some of them); the precision falls back to `f8net.precision`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    pub arch: Option<String>,
+    pub width: Option<f32>,
+    pub precision: Option<Precision>,
+    pub input: Option<(usize, usize, usize)>,
+    pub classes: Option<usize>,
+}
+
+/// Read the rebuild fields of `meta`; one that is present but unreadable is an error.
+pub fn recorded(meta: &HashMap<String, String>, path: &Path) -> Result<Recorded> {
+    fn num<T: std::str::FromStr>(
+        meta: &HashMap<String, String>,
+        key: &str,
+        path: &Path,
+    ) -> Result<Option<T>> {
+        meta.get(key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| Error::file(path.display(), format!("metadata {key} = {v:?}")))
+            })
+            .transpose()
+    }
+    let precision = match (meta.get("f8net.mode"), meta.get("f8net.precision")) {
+        (Some(m), _) if m == "fp" => Some(Precision::Float),
+        (Some(m), _) if m == "f8net" => Some(Precision::Fixed),
+        (Some(m), _) => {
+            return Err(Error::file(
+                path.display(),
+                format!("metadata f8net.mode = {m:?} (fp or f8net)"),
+            ))
+        }
+        (None, Some(p)) if p == "Float" => Some(Precision::Float),
+        (None, Some(p)) if p == "Fixed" => Some(Precision::Fixed),
+        _ => None,
+    };
+    let input = match (
+        num(meta, "f8net.input_h", path)?,
+        num(meta, "f8net.input_w", path)?,
+        num(meta, "f8net.input_c", path)?,
+    ) {
+        (Some(h), Some(w), Some(c)) => Some((h, w, c)),
+        _ => None,
+    };
+    Ok(Recorded {
+        arch: meta.get("f8net.arch").cloned(),
+        width: num(meta, "f8net.width", path)?,
+        precision,
+        input,
+        classes: num(meta, "f8net.classes", path)?,
+    })
+}
+
+/// The metadata of a checkpoint file (checked to be an f8net checkpoint of this version), without
+/// reading its tensors.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bad = |m: String| Error::file(path.display(), m);
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    check_version(&info, path)?;
+    Ok(info)
+}
+
+fn check_version(info: &HashMap<String, String>, path: &Path) -> Result<()> {
+    match info.get("f8net.checkpoint") {
+        Some(v) if *v == CHECKPOINT_VERSION.to_string() => Ok(()),
+        Some(v) => Err(Error::file(
+            path.display(),
+            format!("checkpoint version {v}, this f8net reads {CHECKPOINT_VERSION}"),
+        )),
+        None => Err(Error::file(path.display(), "not an f8net checkpoint")),
+    }
+}
 
 /// A one-line description of the architecture: node kinds and shapes, and the α count.
 pub fn signature(net: &Net) -> String {
@@ -149,15 +270,7 @@ fn read(net: &mut Net, path: &Path, purpose: Purpose) -> Result<HashMap<String, 
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
     let info = meta.metadata().clone().unwrap_or_default();
-    match info.get("f8net.checkpoint") {
-        Some(v) if *v == CHECKPOINT_VERSION.to_string() => {}
-        Some(v) => {
-            return Err(bad(format!(
-                "checkpoint version {v}, this f8net reads {CHECKPOINT_VERSION}"
-            )))
-        }
-        None => return Err(bad("not an f8net checkpoint".into())),
-    }
+    check_version(&info, path)?;
     let want = signature(net);
     if info.get("f8net.architecture") != Some(&want) {
         return Err(bad("checkpoint is for another architecture".into()));

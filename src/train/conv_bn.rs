@@ -10,20 +10,23 @@
 //! Forward (training), per batch:
 //! ```text
 //! x_q, m_x = fix_quant(x, F_batch)             F_batch from the unbiased σ of x (§3.4)
-//! y0       = conv(s_in · x_q, W)               batch mean μ and biased variance v per channel
+//! y0       = s_in · conv(x_q, W)               batch mean μ and biased variance v per channel
 //! W̃        = (γ/σ) · W · s_in / s_out          σ = √(v + eps)
 //! b̃        = (β − γ·μ/σ) / s_out
 //! W_q, m_w = fix_quant(W̃, FL_w)                FL_w from the unbiased σ of W̃ (§3.3)
 //! out      = conv(x_q, W_q) + b̃
 //! ```
+//! The folding, its backward and the statistics' backward are `reference::fold` (the spec the
+//! GPU kernels of `train::gpu` follow); y0 is kept without its scale (`y0r = conv(x_q, W)`).
 //! In `Precision::Float` (the FP baseline of §4.4) the quantizers keep their clamps (input FL 6,
 //! weight FL 7) but do not round, so the whole unit is differentiable and is checked against
 //! finite differences.
 
 use crate::error::{Error, Result};
-use crate::fixed::{Format, Signedness};
+use crate::fixed::{bias_on_grid, Format, Signedness};
 use crate::fraclen::{fl_from_std, unbiased_std, RunningFl};
 use crate::model::float::ConvKind;
+use crate::reference::batchnorm::batch_stats;
 use crate::reference::conv_f32::{
     bias_grad, conv_f32_backward_input, conv_f32_backward_weight, conv_f32_forward, ConvGeom,
 };
@@ -31,9 +34,16 @@ use crate::reference::depthwise_f32::{
     depthwise_f32, depthwise_f32_backward_input, depthwise_f32_backward_weight,
 };
 use crate::reference::fake_quant::{fix_quant, fix_quant_backward, fix_quant_floating};
+use crate::reference::fold::{
+    fold_backward, fold_forward, fold_stats, fold_stats_backward, update_running, FoldBackward,
+    FoldStats,
+};
 use crate::reference::gemm_f32::Activation;
 use crate::reference::Window;
 use crate::tensor::Shape;
+
+/// The FL of the fixed 8-bit image input (pixel k as k/256, §2.7).
+pub const IMAGE_FL: i32 = 8;
 
 /// BN epsilon of the official code.
 pub const BN_EPS: f32 = 1e-5;
@@ -80,9 +90,9 @@ pub struct Saved {
     shape: Shape,
     x_q: Vec<f32>,
     x_mask: Option<Vec<bool>>,
-    y0: Vec<f32>,
-    mean: Vec<f32>,
-    sigma: Vec<f32>,
+    /// The raw first convolution `conv(x_q, W)` (y0 = s_in · y0r).
+    y0r: Vec<f32>,
+    stats: FoldStats,
     w_q: Vec<f32>,
     w_mask: Vec<bool>,
     b_eff: Vec<f32>,
@@ -129,10 +139,6 @@ struct Folded {
     w_mask: Vec<bool>,
     b_eff: Vec<f32>,
     w_fl: i32,
-}
-
-fn per_channel<T: Copy>(v: &[T], c: usize) -> impl Iterator<Item = (usize, &T)> {
-    v.iter().enumerate().map(move |(i, x)| (i % c, x))
 }
 
 impl ConvBn {
@@ -257,26 +263,17 @@ impl ConvBn {
         })
     }
 
-    /// Fold BN (mean μ, σ) and the scales into the weights and bias, then quantize the weights.
+    /// Fold BN (the statistics of y0) and the scales into the weights and bias
+    /// (`reference::fold`), then quantize the weights.
     fn fold(
         &self,
-        mean: &[f32],
-        sigma: &[f32],
+        stats: &FoldStats,
         s_in: f32,
         s_out: f32,
         precision: Precision,
     ) -> Result<Folded> {
-        let per = self.per_out();
-        let rho = s_in / s_out;
-        let w_eff: Vec<f32> = self
-            .weight
-            .iter()
-            .enumerate()
-            .map(|(i, w)| self.gamma[i / per] / sigma[i / per] * w * rho)
-            .collect();
-        let b_eff: Vec<f32> = (0..self.cout)
-            .map(|c| (self.beta[c] - self.gamma[c] * mean[c] / sigma[c]) / s_out)
-            .collect();
+        let f = fold_forward(&self.weight, &self.gamma, &self.beta, stats, s_in, s_out)?;
+        let w_eff = f.w_eff;
         let (fl, q) = match precision {
             Precision::Float => (
                 7,
@@ -305,7 +302,7 @@ impl ConvBn {
         Ok(Folded {
             w_q: q.values,
             w_mask: q.mask,
-            b_eff,
+            b_eff: f.b_eff,
             w_fl: fl,
         })
     }
@@ -334,37 +331,28 @@ impl ConvBn {
         if let (Some(fl), Precision::Fixed) = (x_fl, precision) {
             self.running_fl.update(fl);
         }
-        let scaled: Vec<f32> = x_q.iter().map(|v| v * s_in).collect();
-        let y0 = self.conv(&scaled, shape, &self.weight)?;
-        let m = out_shape.pixels() as f64;
-        let c = self.cout;
-        let mut mean = vec![0f64; c];
-        per_channel(&y0, c).for_each(|(ch, v)| mean[ch] += *v as f64 / m);
-        let mut var = vec![0f64; c];
-        per_channel(&y0, c).for_each(|(ch, v)| var[ch] += (*v as f64 - mean[ch]).powi(2) / m);
-        let unbiased = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-        for ch in 0..c {
-            self.running_mean[ch] =
-                (1.0 - BN_MOMENTUM) * self.running_mean[ch] + BN_MOMENTUM * mean[ch] as f32;
-            self.running_var[ch] = (1.0 - BN_MOMENTUM) * self.running_var[ch]
-                + BN_MOMENTUM * (var[ch] * unbiased) as f32;
-        }
-        let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-        let sigma: Vec<f32> = var.iter().map(|&v| (v as f32 + BN_EPS).sqrt()).collect();
+        let y0r = self.conv(&x_q, shape, &self.weight)?;
+        let stats = fold_stats(&batch_stats(&y0r, out_shape)?, s_in, BN_EPS)?;
+        update_running(
+            &mut self.running_mean,
+            &mut self.running_var,
+            &stats,
+            out_shape.pixels(),
+            BN_MOMENTUM,
+        )?;
         let Folded {
             w_q,
             w_mask,
             b_eff,
             w_fl,
-        } = self.fold(&mean, &sigma, s_in, s_out, precision)?;
+        } = self.fold(&stats, s_in, s_out, precision)?;
         let out = Self::add_bias(self.conv(&x_q, shape, &w_q)?, &b_eff);
         let saved = Saved {
             shape,
             x_q,
             x_mask,
-            y0,
-            mean,
-            sigma,
+            y0r,
+            stats,
             w_q,
             w_mask,
             b_eff,
@@ -392,17 +380,29 @@ impl ConvBn {
         };
         let x_q = self.quantize_input(x, precision, fl)?.values;
         let f = self.fold_eval(s_in, s_out, precision)?;
-        Ok(Self::add_bias(self.conv(&x_q, shape, &f.w_q)?, &f.b_eff))
+        // Fixed point adds the bias as the integer model does: int32 at FL_x + FL_w (§2.4).
+        let b: Vec<f32> = match precision {
+            Precision::Fixed => {
+                let acc_fl = fl.unwrap_or(IMAGE_FL) + f.w_fl;
+                f.b_eff.iter().map(|&b| bias_on_grid(b, acc_fl)).collect()
+            }
+            Precision::Float => f.b_eff,
+        };
+        Ok(Self::add_bias(self.conv(&x_q, shape, &f.w_q)?, &b))
     }
 
     /// BN folded with the running statistics and the weights quantized, as at eval.
     fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
-        let sigma: Vec<f32> = self
-            .running_var
-            .iter()
-            .map(|v| (v + BN_EPS).sqrt())
-            .collect();
-        self.fold(&self.running_mean, &sigma, s_in, s_out, precision)
+        let stats = FoldStats {
+            mean: self.running_mean.clone(),
+            var: self.running_var.clone(),
+            sigma: self
+                .running_var
+                .iter()
+                .map(|v| (v + BN_EPS).sqrt())
+                .collect(),
+        };
+        self.fold(&stats, s_in, s_out, precision)
     }
 
     /// The integer form of this unit at eval (the export to the F8Net integer model): the input
@@ -436,71 +436,29 @@ impl ConvBn {
         let Saved {
             shape, s_in, s_out, ..
         } = *saved;
-        let (c, per) = (self.cout, self.per_out());
-        let m = (d_out.len() / c.max(1)) as f64;
         // out = conv(x_q, W_q) + b̃.
-        let db = bias_grad(d_out, c);
+        let db = bias_grad(d_out, self.cout);
         let (mut dxq, dwq) = self.conv_backward(&saved.x_q, shape, &saved.w_q, d_out)?;
         let dw_eff = fix_quant_backward(&dwq, &saved.w_mask)?;
-        // W̃ = g·W·ρ with g = γ/σ, ρ = s_in/s_out.
-        let rho = s_in / s_out;
-        let g: Vec<f32> = (0..c).map(|ch| self.gamma[ch] / saved.sigma[ch]).collect();
-        let mut dw: Vec<f32> = dw_eff
-            .iter()
-            .enumerate()
-            .map(|(i, d)| d * g[i / per] * rho)
-            .collect();
-        let mut dg = vec![0f64; c];
-        for (i, d) in dw_eff.iter().enumerate() {
-            dg[i / per] += (*d as f64) * self.weight[i] as f64 * rho as f64;
-        }
-        let drho: f64 = (0..c).map(|ch| dg[ch] * g[ch] as f64 / rho as f64).sum();
-        // b̃ = (β − γ·μ/σ) / s_out.
-        let mut dgamma = vec![0f32; c];
-        let mut dbeta = vec![0f32; c];
-        let mut dmean = vec![0f64; c];
-        let mut dsigma = vec![0f64; c];
-        let mut ds_out = 0f64;
-        for ch in 0..c {
-            let (sg, mu, ga, b) = (
-                saved.sigma[ch] as f64,
-                saved.mean[ch] as f64,
-                self.gamma[ch] as f64,
-                db[ch] as f64,
-            );
-            dbeta[ch] = (b / s_out as f64) as f32;
-            dmean[ch] = -b * ga / (sg * s_out as f64);
-            dsigma[ch] = b * ga * mu / (sg * sg * s_out as f64) - dg[ch] * ga / (sg * sg);
-            dgamma[ch] = (-b * mu / (sg * s_out as f64) + dg[ch] / sg) as f32;
-            ds_out -= b * saved.b_eff[ch] as f64 / s_out as f64;
-        }
-        // μ and v are the batch statistics of y0 = s_in · conv(x_q, W).
-        let dvar: Vec<f64> = (0..c)
-            .map(|ch| dsigma[ch] / (2.0 * saved.sigma[ch] as f64))
-            .collect();
-        let dy0: Vec<f32> = saved
-            .y0
-            .iter()
-            .enumerate()
-            .map(|(i, &y)| {
-                let ch = i % c;
-                (dmean[ch] / m + dvar[ch] * 2.0 * (y as f64 - saved.mean[ch] as f64) / m) as f32
-            })
-            .collect();
-        let scaled: Vec<f32> = saved.x_q.iter().map(|v| v * s_in).collect();
-        let (dx_scaled, dw0) = self.conv_backward(&scaled, shape, &self.weight, &dy0)?;
-        dw.iter_mut().zip(&dw0).for_each(|(a, b)| *a += b);
-        dxq.iter_mut()
-            .zip(&dx_scaled)
-            .for_each(|(a, b)| *a += b * s_in);
-        let ds_in_y0: f64 = dy0
-            .iter()
-            .zip(&saved.y0)
-            .map(|(d, y)| *d as f64 * *y as f64)
-            .sum::<f64>()
-            / s_in as f64;
-        let ds_in = ds_in_y0 + drho / s_out as f64;
-        ds_out -= drho * rho as f64 / s_out as f64;
+        // The folding and the batch statistics of y0 = s_in · conv(x_q, W).
+        let fg = fold_backward(
+            &self.weight,
+            &self.gamma,
+            &FoldBackward {
+                stats: &saved.stats,
+                b_eff: &saved.b_eff,
+                dw_eff: &dw_eff,
+                db_eff: &db,
+                s_in,
+                s_out,
+            },
+        )?;
+        let e = fold_stats_backward(&saved.y0r, &saved.stats, &fg.dmean, &fg.dvar, s_in)?;
+        let (dx_stats, dw_stats) = self.conv_backward(&saved.x_q, shape, &self.weight, &e)?;
+        let mut dw = fg.dw;
+        dw.iter_mut().zip(&dw_stats).for_each(|(a, b)| *a += b);
+        dxq.iter_mut().zip(&dx_stats).for_each(|(a, b)| *a += b);
+        let sum = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() as f32;
         let dx = match &saved.x_mask {
             Some(mask) => fix_quant_backward(&dxq, mask)?,
             None => dxq,
@@ -509,10 +467,10 @@ impl ConvBn {
             dx,
             Grads {
                 weight: dw,
-                gamma: dgamma,
-                beta: dbeta,
-                s_in: ds_in as f32,
-                s_out: ds_out as f32,
+                gamma: fg.dgamma,
+                beta: fg.dbeta,
+                s_in: sum(&fg.ds_in),
+                s_out: sum(&fg.ds_out),
             },
         ))
     }

@@ -8,7 +8,7 @@
 
 use super::net::{Net, Node};
 use crate::error::{Error, Result};
-use crate::fixed::{saturate_i32, Format, Signedness};
+use crate::fixed::{bias_code, Format, Signedness};
 use crate::model::int::{IntLayer, IntModel, IntNode};
 use crate::reference::pool::avgpool_shift;
 use crate::reference::residual::Activation;
@@ -16,7 +16,6 @@ use crate::reference::{EpilogueSpec, OutputKind};
 
 fn layer(name: &str, codes: Vec<i32>, weight_fl: i32, bias: &[f32], x_fl: i32) -> IntLayer {
     let n = bias.len();
-    let scale = ((x_fl + weight_fl) as f64).exp2();
     IntLayer {
         name: name.to_string(),
         weight: codes,
@@ -24,7 +23,7 @@ fn layer(name: &str, codes: Vec<i32>, weight_fl: i32, bias: &[f32], x_fl: i32) -
         ep: EpilogueSpec {
             bias: bias
                 .iter()
-                .map(|b| saturate_i32((*b as f64 * scale).round_ties_even() as i64))
+                .map(|&b| bias_code(b, x_fl + weight_fl))
                 .collect(),
             shift: vec![0; n],
             output: OutputKind::Int32,

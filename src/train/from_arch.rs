@@ -132,9 +132,7 @@ pub fn net_from_arch(arch: &Arch, seed: u64, precision: Precision) -> Result<Net
                     // A ReLU after a unit is applied to its output (a residual add may read
                     // the activated tensor); before a unit the unsigned input quantizer is the
                     // ReLU/PACT clip anyway. ReLU6's clip is the next unit's PACT α.
-                    Some(Node::Conv { act, .. }) if layer.op == Op::Relu => {
-                        *act = Activation::Relu
-                    }
+                    Some(Node::Conv { act, .. }) if layer.op == Op::Relu => *act = Activation::Relu,
                     _ => {}
                 }
                 t
@@ -155,7 +153,11 @@ pub fn net_from_arch(arch: &Arch, seed: u64, precision: Precision) -> Result<Net
                 let wiring = arch
                     .wiring_of(&layer.name)
                     .ok_or_else(|| Error::shape("train", format!("{}: no wiring", layer.name)))?;
-                let mut fc = Classifier::new(*k, *n, sat_init(take(&format!("{}.weight", layer.name))?, *n));
+                let mut fc = Classifier::new(
+                    *k,
+                    *n,
+                    sat_init(take(&format!("{}.weight", layer.name))?, *n),
+                );
                 fc.bias = take(&format!("{}.bias", layer.name))?;
                 let a = alpha(&wiring.name, &wiring.alpha_master);
                 nodes.push(Node::Classifier {

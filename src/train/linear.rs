@@ -8,7 +8,7 @@
 
 use super::conv_bn::Precision;
 use crate::error::{Error, Result};
-use crate::fixed::{Format, Signedness};
+use crate::fixed::{bias_on_grid, Format, Signedness};
 use crate::fraclen::{fl_from_std, unbiased_std, RunningFl};
 use crate::reference::fake_quant::{fix_quant, fix_quant_backward, fix_quant_floating};
 
@@ -48,7 +48,11 @@ pub struct Grads {
 
 /// SAT's constant rescale of quantized FC weights: `(1/√classes) / σ(W_q)` (1 if σ is 0).
 fn sat_factor(w_q: &[f32], classes: usize) -> f32 {
-    let sd = unbiased_std(w_q);
+    sat_factor_from_std(unbiased_std(w_q), classes)
+}
+
+/// SAT's rescale from the unbiased σ of W_q (the GPU step reads σ back).
+pub(crate) fn sat_factor_from_std(sd: f32, classes: usize) -> f32 {
     if sd > 0.0 {
         (1.0 / (classes as f32).sqrt()) / sd
     } else {
@@ -235,8 +239,18 @@ impl Classifier {
             },
             precision,
         )?;
-        let (w_q, _) = quantize(&self.weight, self.weight_format(precision), precision)?;
-        let b: Vec<f32> = self.bias.iter().map(|v| v / (s_fc * ws)).collect();
+        let wf = self.weight_format(precision);
+        let (w_q, _) = quantize(&self.weight, wf, precision)?;
+        // Fixed point adds the bias as the integer model does: int32 at FL_x + FL_w (§2.4).
+        let b: Vec<f32> = self
+            .bias
+            .iter()
+            .map(|v| v / (s_fc * ws))
+            .map(|b| match precision {
+                Precision::Fixed => bias_on_grid(b, x_fl + wf.fl),
+                Precision::Float => b,
+            })
+            .collect();
         Ok(self.affine(&x_q, &w_q, 1.0, &b, n))
     }
 }

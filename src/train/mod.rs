@@ -1,12 +1,18 @@
-//! F8Net quantization-aware training (issue 4), CPU side first: the conv + BN unit with its
-//! full backward (`conv_bn`), the classifier with its SAT rescale (`linear`), and a network of
-//! them with shared clipping levels, loss and SGD (`net`). Still to come (issue 4): recording
-//! the same units on the GPU, checkpoints, and export to the integer model.
+//! F8Net quantization-aware training (issue 4): the conv + BN unit with its full backward
+//! (`conv_bn`), the classifier with its SAT rescale (`linear`), and a network of them with
+//! shared clipping levels, loss and SGD (`net`) on the CPU; the same training step recorded on
+//! the GPU (`gpu`); checkpoints and export to the integer model.
 
+pub mod backend;
 pub mod checkpoint;
 pub mod conv_bn;
+pub mod eval;
 pub mod export;
 pub mod from_arch;
+pub mod gpu;
 pub mod linear;
 pub mod net;
+pub mod outputs;
+pub mod progress;
 pub mod run;
+pub mod to_float;

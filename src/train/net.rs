@@ -18,8 +18,8 @@ use crate::fixed::Signedness;
 use crate::reference::fake_quant::fix_scaling;
 use crate::reference::loss::softmax_cross_entropy;
 use crate::reference::optim::{sgd_step, ParamKind, SgdHyper, WeightDecayScheme};
-use crate::reference::pool::avgpool_shift;
 use crate::reference::residual::Activation;
+use crate::reference::sum_pool::{sum_pool, sum_pool_backward};
 use crate::tensor::Shape;
 
 /// One node of the network.
@@ -81,6 +81,21 @@ enum Saved {
 
 /// Gradients, in `params` order.
 pub type Grads = Vec<Vec<f32>>;
+
+impl Forward {
+    /// The formats each node used: (input FL — None for the fixed 8-bit image — and weight FL)
+    /// for conv units and the classifier, None for other nodes.
+    pub fn formats(&self) -> Vec<Option<(Option<i32>, i32)>> {
+        self.saved
+            .iter()
+            .map(|s| match s {
+                Saved::Conv(c) => Some((c.x_fl, c.w_fl)),
+                Saved::Classifier(c) => Some((Some(c.x_fl), c.w_fl)),
+                Saved::None => None,
+            })
+            .collect()
+    }
+}
 
 impl Net {
     /// The scale of node `i` (1 for nodes without a quantized input).
@@ -159,7 +174,7 @@ impl Net {
                 }
                 Node::Add { a, b, relu } => (add(&tensors[*a], &tensors[*b], *relu), Saved::None),
                 Node::GlobalAvgPool { input } => {
-                    (pool_sum(&tensors[*input], shapes[*input]), Saved::None)
+                    (sum_pool(&tensors[*input], shapes[*input])?, Saved::None)
                 }
                 Node::Classifier { input, fc, .. } => {
                     let (y, sv) = fc.forward_train(&tensors[*input], n, scales[i], precision)?;
@@ -211,7 +226,7 @@ impl Net {
                     )
                 }
                 Node::Add { a, b, relu } => add(&tensors[*a], &tensors[*b], *relu),
-                Node::GlobalAvgPool { input } => pool_sum(&tensors[*input], shapes[*input]),
+                Node::GlobalAvgPool { input } => sum_pool(&tensors[*input], shapes[*input])?,
                 Node::Classifier { input, fc, .. } => fc.forward_eval(
                     &tensors[*input],
                     n,
@@ -272,12 +287,7 @@ impl Net {
                     add_into(&mut d[*b], &g);
                 }
                 (Node::GlobalAvgPool { input }, _) => {
-                    let s = f.shapes[*input];
-                    let hw = pool_divisor(s);
-                    let dx = &mut d[*input];
-                    for (k, v) in dx.iter_mut().enumerate() {
-                        *v += dy[(k / (s.h * s.w * s.c)) * s.c + k % s.c] / hw;
-                    }
+                    add_into(&mut d[*input], &sum_pool_backward(&dy, f.shapes[*input])?);
                 }
                 (Node::Classifier { input, fc, alpha }, Saved::Classifier(sv)) => {
                     let (dx, g) = fc.backward(sv, &dy)?;
@@ -425,19 +435,4 @@ fn relu_mask(mut dy: Vec<f32>, y: &[f32], relu: bool) -> Vec<f32> {
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
     acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-}
-
-/// The pool's divisor `2^round(log2(h·w))`.
-fn pool_divisor(s: Shape) -> f32 {
-    (avgpool_shift(s.h * s.w) as f32).exp2()
-}
-
-/// `Σ_{h,w} / 2^round(log2(h·w))` of an NHWC tensor: `[n][c]`.
-fn pool_sum(x: &[f32], s: Shape) -> Vec<f32> {
-    let mut out = vec![0.0; s.n * s.c];
-    let hw = pool_divisor(s);
-    for (k, v) in x.iter().enumerate() {
-        out[(k / (s.h * s.w * s.c)) * s.c + k % s.c] += v / hw;
-    }
-    out
 }

@@ -1,23 +1,39 @@
 //! `f8net train`: F8Net quantization-aware training (or the clipped float baseline) of an
 //! architecture on Fashion-MNIST or a folder data set, on the CPU reference backend (the GPU
-//! recording of the training step is still to come). Per epoch: a progress bar with rate, ETA,
-//! loss and accuracy; test accuracy; a row in `metrics.csv`; an atomic checkpoint
-//! (`checkpoint.safetensors`, with the data loader's state, so `--resume` continues exactly).
-//! In F8Net mode the network is exported to the integer model (`model.f8.safetensors`, the file
-//! `f8net infer --model` and `f8net eval` read) and its integer accuracy is measured too.
+//! recording of the training step is still to come).
+//!
+//! Per step: a progress bar on a terminal, else (logs, nohup) one plain line every ~10 % of an
+//! epoch (step, images/s, ETA, loss, accuracy); a stop request (Ctrl-C, see [`ctrlc_stop_flag`])
+//! is honoured between steps by saving the checkpoint at the current position and returning
+//! `Summary::interrupted`. Per epoch, every file written atomically into `--out`: test accuracy
+//! (`eval::evaluate`); a row in `metrics.csv`; `checkpoint.safetensors` (network, data loader
+//! position and RNG, the epoch's running loss/accuracy sums and the `RunInfo` that rebuilds the
+//! network, so `--resume` continues exactly, even mid-epoch, and `f8net eval` needs no flags);
+//! `curves.png` (loss, train/test accuracy per epoch, from two epochs on). In F8Net mode also the
+//! integer model `model.f8.safetensors` (its accuracy measured after the last epoch), `fl.csv`
+//! (epoch, layer, input FL, weight FL, running input FL) and `fl.png` (the FLs as layers × epochs
+//! heat maps). In FP mode the FLs are fixed (input 6, weight 7), so neither FL file is written.
+//! Those files are made in `train::outputs`; the progress display is `train::progress`.
 
-use super::checkpoint;
+use super::backend::{self, Backend, Stepper};
+use super::checkpoint::{self, RunInfo};
 use super::conv_bn::Precision;
+use super::eval::{accuracy, evaluate, load_data, top1};
 use super::export::export;
 use super::from_arch::net_from_arch;
 use super::net::Net;
+use super::outputs::{columns, fl_rows, keep_epochs, write_plots, FL_HEADER, METRICS_HEADER};
+use super::progress::Progress;
 use crate::arch::{ArchConfig, Family};
-use crate::data::{self, Dataset, FolderOptions, Loader, LoaderConfig, LoaderState, Split};
+use crate::data::{Loader, LoaderConfig, LoaderState, Split};
 use crate::error::{Error, Result};
-use crate::model::{file, run_cpu};
+use crate::io::write_atomic;
+use crate::model::file;
 use crate::reference::optim::{LrSchedule, WeightDecayScheme};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 /// Float baseline or F8Net fixed point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +70,7 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
-    /// Continue from `OUT/checkpoint.safetensors`.
+    /// Continue from `OUT/checkpoint.safetensors` (also mid-epoch, after Ctrl-C).
     #[arg(long)]
     pub resume: bool,
     /// Start from this checkpoint's weights (F8Net trains the 8-bit model from the FP one).
@@ -65,71 +81,149 @@ pub struct TrainArgs {
     /// Stop each epoch after this many steps (quick runs and tests).
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// End this invocation after epoch N of the --epochs schedule (checkpoint written; continue
+    /// with --resume): splits a long run into jobs.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Where the steps run: a hardware GPU when there is one (auto), the CPU, or the GPU even
+    /// when it is a software one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: Backend,
+    /// Shorthand for --backend cpu.
+    #[arg(long)]
+    pub cpu: bool,
 }
 
-/// What a finished run reports.
+/// Where a stopped run stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interrupted {
+    /// Epoch (1-based) and step reached; images of that epoch already used.
+    pub epoch: u64,
+    pub step: u64,
+    pub position: usize,
+    /// The checkpoint written (None when stopped before the first step: nothing was saved).
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted in epoch {} after step {} ({} images into the epoch); ",
+            self.epoch, self.step, self.position
+        )?;
+        match &self.checkpoint {
+            Some(p) => write!(f, "saved {}: continue with --resume", p.display()),
+            None => write!(f, "stopped before the first step, nothing saved"),
+        }
+    }
+}
+
+/// What a finished (or stopped) run reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
+    /// Epochs completed.
     pub epochs: u64,
     pub test_accuracy: f64,
     pub integer_accuracy: Option<f64>,
     pub images_per_second: f64,
+    /// Set when a stop request ended the run between steps.
+    pub interrupted: Option<Interrupted>,
 }
 
-fn load(args: &TrainArgs, split: Split) -> Result<Dataset> {
-    match &args.data {
-        Some(dir) => data::load_dir(
-            dir,
-            split,
-            &FolderOptions {
-                size: Some((28, 28)),
-                ..Default::default()
-            },
-        ),
-        None => data::fashion_mnist(split),
-    }
-}
-
-fn accuracy(pred: &[f32], labels: &[u8], classes: usize) -> usize {
-    labels
-        .iter()
-        .enumerate()
-        .filter(|(r, &l)| {
-            let row = &pred[r * classes..(r + 1) * classes];
-            (0..classes).max_by(|&i, &j| row[i].total_cmp(&row[j])) == Some(l as usize)
-        })
-        .count()
-}
-
-/// Accuracy of the fake-quant (or float) evaluation and, given a model, of the integer model.
-fn evaluate(
-    net: &Net,
-    test: &Dataset,
-    model: Option<&crate::model::int::IntModel>,
-) -> Result<(f64, Option<f64>)> {
-    let mut loader = Loader::new(test, LoaderConfig::eval(100))?;
-    let (mut right, mut right_int, mut total) = (0, 0, 0);
-    while let Some(b) = loader.next_batch() {
-        right += accuracy(&net.forward_eval(&b.inputs, b.n)?, &b.labels, test.classes);
-        if let Some(m) = model {
-            let codes: Vec<i32> = b.bytes.iter().map(|&v| v as i32).collect();
-            let logits: Vec<f32> = run_cpu::forward(m, &codes, b.n)?
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            right_int += accuracy(&logits, &b.labels, test.classes);
+impl Summary {
+    /// What the CLI prints on stdout for a run that was not interrupted.
+    pub fn report(&self, args: &TrainArgs) -> String {
+        let int = self
+            .integer_accuracy
+            .map_or(String::new(), |a| format!(", integer model {a:.4}"));
+        let mut s = format!(
+            "{} epochs: test accuracy {:.4}{int}; {:.1} images/s\n",
+            self.epochs, self.test_accuracy, self.images_per_second
+        );
+        if self.epochs < args.epochs {
+            s += &format!(
+                "stopped after epoch {} of {}; continue with --resume\n",
+                self.epochs, args.epochs
+            );
         }
-        total += b.n;
+        let names: Vec<String> = outputs(&args.out)
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        s + &format!("wrote {}\n", names.join(", "))
     }
-    let t = total.max(1) as f64;
-    Ok((right as f64 / t, model.map(|_| right_int as f64 / t)))
 }
 
-/// Run the training described by `args`.
+/// The output folder's files: metrics, checkpoint, integer model, plots, FL table.
+pub fn outputs(out: &Path) -> [PathBuf; 6] {
+    [
+        "metrics.csv",
+        "checkpoint.safetensors",
+        "model.f8.safetensors",
+        "curves.png",
+        "fl.png",
+        "fl.csv",
+    ]
+    .map(|f| out.join(f))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HANDLER: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+
+/// Install the Ctrl-C (SIGINT) handler once per process and return the flag it sets: the
+/// first Ctrl-C asks the run to save and stop after the current step, a second one exits at once
+/// with status 130 (files are written atomically, so none is left half-written).
+pub fn ctrlc_stop_flag() -> Result<&'static AtomicBool> {
+    let installed = HANDLER.get_or_init(|| {
+        ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("f8net: interrupted again; quitting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("f8net: stopping after this step (Ctrl-C again to quit at once)");
+        })
+        .map_err(|e| e.to_string())
+    });
+    match installed {
+        Ok(()) => Ok(&STOP),
+        Err(e) => Err(Error::range("train", format!("cannot catch Ctrl-C: {e}"))),
+    }
+}
+
+/// Running sums of the current epoch (saved with a checkpoint, so a resumed epoch reports the
+/// same loss and accuracy; the f64 as its bits, exact through JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStats {
+    loss_sum_bits: u64,
+    right: usize,
+    count: usize,
+}
+
+impl EpochStats {
+    pub fn loss(&self) -> f64 {
+        f64::from_bits(self.loss_sum_bits) / self.count.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.right as f64 / self.count.max(1) as f64
+    }
+}
+
+/// Run the training described by `args` to the end.
 pub fn run(args: &TrainArgs) -> Result<Summary> {
+    run_until(args, &AtomicBool::new(false))
+}
+
+/// Run the training, checking `stop` before every step: once set, the checkpoint is saved at
+/// the current position and the summary says where the run stopped.
+pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     let family = Family::parse(&args.arch)?;
-    let train = load(args, Split::Train)?;
-    let test = load(args, Split::Test)?;
+    if args.stop_after == Some(0) {
+        return Err(Error::range("train", "--stop-after must be at least 1"));
+    }
+    let train = load_data(args.data.as_deref(), Split::Train)?;
+    let test = load_data(args.data.as_deref(), Split::Test)?;
     let mut cfg = ArchConfig::small(family).with_width(args.width);
     cfg.in_channels = train.c;
     cfg.input_hw = (train.h, train.w);
@@ -138,6 +232,13 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
     let precision = match args.mode {
         Mode::Fp => Precision::Float,
         Mode::F8net => Precision::Fixed,
+    };
+    let info = RunInfo {
+        arch: family.name().to_string(),
+        width: args.width,
+        precision,
+        input: (train.h, train.w, train.c),
+        classes: train.classes,
     };
     let mut net = net_from_arch(&arch, args.seed, precision)?;
     if let Some(init) = &args.init {
@@ -148,8 +249,8 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
     let ckpt = args.out.join("checkpoint.safetensors");
     let loader_cfg = LoaderConfig::train(args.batch, args.seed, 2);
     let mut loader = Loader::new(&train, loader_cfg)?;
-    let mut metrics =
-        String::from("epoch,step,lr,train_loss,train_accuracy,test_accuracy,seconds\n");
+    let (mut metrics, mut fls) = (METRICS_HEADER.to_string(), FL_HEADER.to_string());
+    let mut stats = EpochStats::default();
     if args.resume {
         let meta = checkpoint::load(&mut net, &ckpt)?;
         let state: LoaderState = meta
@@ -157,57 +258,114 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
             .and_then(|s| serde_json::from_str(s).ok())
             .ok_or_else(|| Error::file(ckpt.display(), "no data loader state"))?;
         loader = Loader::from_state(&train, loader_cfg, state)?;
-        metrics = std::fs::read_to_string(args.out.join("metrics.csv")).unwrap_or(metrics);
+        stats = match meta.get("epoch_stats") {
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| Error::file(ckpt.display(), format!("epoch_stats: {e}")))?,
+            None => EpochStats::default(),
+        };
+        let read = |f: &str, header: &str| {
+            let csv = std::fs::read_to_string(args.out.join(f)).unwrap_or_default();
+            keep_epochs(&csv, header, loader.epoch())
+        };
+        (metrics, fls) = (
+            read("metrics.csv", METRICS_HEADER),
+            read("fl.csv", FL_HEADER),
+        );
     }
+    let save = |net: &Net, loader: &Loader, stats: &EpochStats| -> Result<()> {
+        let json = |v: serde_json::Result<String>| {
+            v.map_err(|e| Error::file(ckpt.display(), e.to_string()))
+        };
+        let mut meta = info.to_metadata();
+        meta.insert(
+            "loader".into(),
+            json(serde_json::to_string(&loader.state()))?,
+        );
+        meta.insert("epoch_stats".into(), json(serde_json::to_string(stats))?);
+        checkpoint::save(net, &meta, &ckpt)
+    };
+    let backend = if args.cpu { Backend::Cpu } else { args.backend };
+    let (gpu, line) = backend::choose(backend)?;
+    eprintln!("{line}");
+    let mut stepper = Stepper::new(gpu.as_ref(), &net)?;
     let per_epoch = args.max_steps.map_or(loader.batches_per_epoch(), |m| {
         m.min(loader.batches_per_epoch())
     });
     let schedule = LrSchedule::f8net(args.lr, args.batch, args.epochs, per_epoch as u64)?;
-    let start = std::time::Instant::now();
-    let (mut seen, mut last) = (0usize, (0.0, None));
-    while loader.epoch() < args.epochs {
+    let start = Instant::now();
+    let earlier = columns(&metrics);
+    let offset = earlier
+        .last()
+        .and_then(|r| r.get(6))
+        .copied()
+        .filter(|s| s.is_finite());
+    let mut last = (
+        earlier
+            .last()
+            .and_then(|r| r.get(5))
+            .copied()
+            .unwrap_or(0.0),
+        None,
+    );
+    let mut seen = 0usize;
+    let end = args.stop_after.map_or(args.epochs, |s| s.min(args.epochs));
+    while loader.epoch() < end {
         let epoch = loader.epoch();
-        let bar = indicatif::ProgressBar::new(per_epoch as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} [{bar:25}] {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        let progress = Progress::new(
+            epoch,
+            args.epochs,
+            per_epoch,
+            loader.position() / args.batch,
         );
-        bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
-        let (mut loss_sum, mut right, mut count) = (0.0, 0, 0);
-        while let Some(b) = loader.next_batch() {
-            let labels: Vec<u32> = b.labels.iter().map(|&l| l as u32).collect();
-            let lr = schedule.lr(net.step);
-            let f = net.forward(&b.inputs, &labels)?;
-            if !f.loss.is_finite() {
-                return Err(Error::range(
-                    "train",
-                    format!(
-                        "loss is {} at step {}; the last checkpoint is {}",
-                        f.loss,
-                        net.step + 1,
-                        ckpt.display()
-                    ),
-                ));
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                progress.finish();
+                // Before this invocation's first step there is nothing new to save (and a fresh
+                // run must not replace an older checkpoint with an untrained network).
+                if seen > 0 {
+                    stepper.sync(&mut net)?;
+                    save(&net, &loader, &stats)?;
+                }
+                return Ok(Summary {
+                    epochs: epoch,
+                    test_accuracy: last.0,
+                    integer_accuracy: last.1,
+                    images_per_second: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                    interrupted: Some(Interrupted {
+                        epoch: epoch + 1,
+                        step: stepper.steps(&net),
+                        position: loader.position(),
+                        checkpoint: (seen > 0).then(|| ckpt.clone()),
+                    }),
+                });
             }
-            right += accuracy(&f.logits, &b.labels, train.classes);
-            let g = net.backward(&f)?;
-            net.sgd(&g, lr, args.wd, WeightDecayScheme::All)?;
-            loss_sum += f.loss as f64 * b.n as f64;
-            count += b.n;
-            seen += b.n;
-            bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.3} acc {:.3}",
-                loss_sum / count as f64,
-                right as f64 / count as f64
-            ));
-            if loader.state().position >= per_epoch * args.batch {
+            if loader.position() >= per_epoch * args.batch {
                 break;
             }
+            let Some(b) = loader.next_batch() else { break };
+            let labels: Vec<u32> = b.labels.iter().map(|&l| l as u32).collect();
+            let lr = schedule.lr(stepper.steps(&net));
+            let (loss, logits) = stepper.step(
+                &mut net,
+                &b.inputs,
+                &labels,
+                lr,
+                args.wd,
+                WeightDecayScheme::All,
+            )?;
+            let right = accuracy(&top1(&logits, train.classes), &b.labels).right;
+            let loss_sum = f64::from_bits(stats.loss_sum_bits) + loss as f64 * b.n as f64;
+            stats = EpochStats {
+                loss_sum_bits: loss_sum.to_bits(),
+                right: stats.right + right,
+                count: stats.count + b.n,
+            };
+            seen += b.n;
+            let done = loader.position() / args.batch;
+            progress.step((epoch, args.epochs), (done, per_epoch, args.batch), &stats);
         }
-        bar.finish();
+        progress.finish();
+        stepper.sync(&mut net)?;
         loader.next_epoch();
         let model = match args.mode {
             Mode::F8net => Some(export(&net, &arch.name)?),
@@ -221,15 +379,19 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
             epoch + 1,
             net.step,
             schedule.lr(net.step.saturating_sub(1)),
-            loss_sum / count.max(1) as f64,
-            right as f64 / count.max(1) as f64,
+            stats.loss(),
+            stats.accuracy(),
             acc,
-            start.elapsed().as_secs_f64()
+            offset.unwrap_or(0.0) + start.elapsed().as_secs_f64()
         );
-        crate::io::write_atomic(&args.out.join("metrics.csv"), metrics.as_bytes())?;
-        let state = serde_json::to_string(&loader.state())
-            .map_err(|e| Error::file(ckpt.display(), e.to_string()))?;
-        checkpoint::save(&net, &HashMap::from([("loader".to_string(), state)]), &ckpt)?;
+        stats = EpochStats::default();
+        write_atomic(&args.out.join("metrics.csv"), metrics.as_bytes())?;
+        if model.is_some() {
+            fls += &fl_rows(&net, epoch + 1)?;
+            write_atomic(&args.out.join("fl.csv"), fls.as_bytes())?;
+        }
+        write_plots(&args.out, &metrics, model.as_ref().map(|_| fls.as_str()))?;
+        save(&net, &loader, &stats)?;
         if let Some(m) = &model {
             file::save(m, &args.out.join("model.f8.safetensors"))?;
         }
@@ -244,14 +406,6 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
         test_accuracy: last.0,
         integer_accuracy: last.1,
         images_per_second: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
+        interrupted: None,
     })
-}
-
-/// The output folder's files (for messages).
-pub fn outputs(out: &Path) -> [PathBuf; 3] {
-    [
-        out.join("metrics.csv"),
-        out.join("checkpoint.safetensors"),
-        out.join("model.f8.safetensors"),
-    ]
 }
