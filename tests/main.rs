@@ -3,6 +3,7 @@
 mod arch;
 mod bench;
 mod cli;
+mod cli_train;
 mod common;
 mod data;
 mod fixed_point;

@@ -8,7 +8,8 @@
 //! - [`layers`]: the layer shape table (ResNet-18, MobileNet-V2) and its int8/f32 recorders.
 //! - [`models`]: EfficientNet-Lite0, ResNet-18 and MobileNet-V2 (random weights) int8
 //!   (`GpuModel`) vs f32 (`GpuFloatModel`).
-//! - [`train`]: one QAT training step, F8Net fixed point vs float (CPU reference, wall clock).
+//! - [`train`]: one QAT training step, F8Net fixed point vs float (GPU and CPU reference, wall
+//!   clock).
 //! - [`report`]: rows with GOPS, images/s, int8/f32 ratio and fractions of the measured
 //!   ceilings; markdown and JSON.
 //!
@@ -163,9 +164,11 @@ pub fn run(gpu: &Gpu, cfg: &BenchConfig, log: &mut dyn FnMut(&str)) -> Result<Re
     }
     let mut train = Vec::new();
     if let Some(case) = cfg.train.filter(|c| cfg.keeps(&c.name())) {
-        let row = train::measure_cpu(&case)?;
-        log(&row.summary());
-        train.push(row);
+        for row in [train::measure_gpu(gpu, &case), train::measure_cpu(&case)] {
+            let row = row?;
+            log(&row.summary());
+            train.push(row);
+        }
     }
     Ok(Report {
         adapter: gpu.adapter().to_string(),

@@ -28,8 +28,7 @@ use crate::reference::{residual, OutputKind};
 use std::path::{Path, PathBuf};
 
 /// Models not benchmarked yet, printed under the table (no numbers are made up for them).
-pub const TODO_MODELS: &[&str] =
-    &["the QAT training step on the GPU (the row above is the CPU reference): issue 4"];
+pub const TODO_MODELS: &[&str] = &[];
 
 /// The benchmarked models, in table order (`f8net bench --filter` matches these names).
 pub const MODEL_NAMES: [&str; 3] = ["efficientnet_lite0", "resnet18", "mobilenet_v2"];

@@ -4,8 +4,10 @@
 //! plus the clamps of F8NET.md §4.4). A step is forward, softmax cross-entropy, backward through
 //! the folded BN and both PACT scales, and Nesterov SGD on every parameter.
 //!
-//! Backend: the CPU reference (`train::net::Net`, im2col + threaded sgemm), timed by wall clock —
-//! a training step ends on the host anyway (the loss and the FL statistics are read back).
+//! Backends: the CPU reference (`train::net::Net`, im2col + threaded sgemm) and the GPU recording
+//! of the same step (`train::gpu::GpuNet`), both timed by wall clock — a training step ends on the
+//! host anyway (the loss and the FL statistics are read back; in fixed point two small readbacks
+//! per unit on the longest chain, in float two per step).
 //! Rounds alternate fixed/float; the median per-step time of each is reported. Inputs are real
 //! Fashion-MNIST images (`data::fashion_mnist`: the Debian package or the committed subset),
 //! NHWC `[batch][28][28][1]`, pixel k as k/256.
@@ -13,9 +15,11 @@
 use crate::arch::{ArchConfig, Family};
 use crate::data::{self, Loader, LoaderConfig, Split};
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::reference::optim::WeightDecayScheme;
 use crate::train::conv_bn::Precision;
 use crate::train::from_arch::net_from_arch;
+use crate::train::gpu::GpuNet;
 use crate::train::net::Net;
 use serde::Serialize;
 use std::time::Instant;
@@ -93,8 +97,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Time `case` on the CPU reference.
-pub fn measure_cpu(case: &TrainCase) -> Result<TrainRow> {
+/// The case's seeded networks (fixed point, float) and its real batches.
+type Setup = ([Net; 2], Vec<(Vec<f32>, Vec<u32>)>);
+
+fn setup(case: &TrainCase) -> Result<Setup> {
     let data = data::fashion_mnist(Split::Train)?;
     let mut cfg = ArchConfig::small(case.family).with_width(case.width);
     cfg.in_channels = data.c;
@@ -109,13 +115,19 @@ pub fn measure_cpu(case: &TrainCase) -> Result<TrainRow> {
             None => break,
         }
     }
-    let mut nets = [
-        net_from_arch(&arch, 1995, Precision::Fixed)?,
-        net_from_arch(&arch, 1995, Precision::Float)?,
-    ];
     if batches.is_empty() {
         return Err(Error::range("bench", "no training batch in the data set"));
     }
+    let nets = [
+        net_from_arch(&arch, 1995, Precision::Fixed)?,
+        net_from_arch(&arch, 1995, Precision::Float)?,
+    ];
+    Ok((nets, batches))
+}
+
+/// Time `case` on the CPU reference.
+pub fn measure_cpu(case: &TrainCase) -> Result<TrainRow> {
+    let (mut nets, batches) = setup(case)?;
     // One untimed step each warms caches and allocates the momentum buffers.
     for net in nets.iter_mut() {
         steps(net, &batches[..1])?;
@@ -126,18 +138,46 @@ pub fn measure_cpu(case: &TrainCase) -> Result<TrainRow> {
             t.push(steps(net, &batches)? / batches.len() as f64);
         }
     }
+    Ok(row(case, "CPU reference, wall clock".into(), times))
+}
+
+/// Time `case` on `gpu` (each step waits for its update, so a step is all of its work).
+pub fn measure_gpu(gpu: &Gpu, case: &TrainCase) -> Result<TrainRow> {
+    let (nets, batches) = setup(case)?;
+    let mut gpu_nets = [GpuNet::new(gpu, &nets[0])?, GpuNet::new(gpu, &nets[1])?];
+    let run = |g: &mut GpuNet, batches: &[(Vec<f32>, Vec<u32>)]| -> Result<f64> {
+        let t = Instant::now();
+        for (x, y) in batches {
+            g.train_step(x, y, 0.01, 4e-5, WeightDecayScheme::All)?;
+            g.wait()?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    for g in gpu_nets.iter_mut() {
+        run(g, &batches[..1])?;
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..case.rounds {
+        for (g, t) in gpu_nets.iter_mut().zip(&mut times) {
+            t.push(run(g, &batches)? / batches.len() as f64);
+        }
+    }
+    Ok(row(case, "GPU, wall clock".into(), times))
+}
+
+fn row(case: &TrainCase, backend: String, times: [Vec<f64>; 2]) -> TrainRow {
     let [fixed_s, float_s] = times.map(median);
     let b = case.batch as f64;
-    Ok(TrainRow {
+    TrainRow {
         name: case.name(),
-        backend: "CPU reference, wall clock".into(),
+        backend,
         batch: case.batch,
         fixed_s,
         float_s,
         fixed_images_per_s: b / fixed_s,
         float_images_per_s: b / float_s,
         fixed_speedup: float_s / fixed_s,
-    })
+    }
 }
 
 /// Seconds for one training step per batch of `batches`.
