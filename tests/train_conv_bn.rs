@@ -289,3 +289,46 @@ mod classifier {
         }
     }
 }
+
+/// A dead channel (zero input, so its batch and running variance are 0) does not change the
+/// unit's output whatever its weights are; clearing it keeps both forwards bit for bit and stops
+/// its W̃ = γ/√eps·W from setting the layer's weight FL.
+#[test]
+fn clearing_dead_channels_keeps_the_function_and_frees_the_weight_fl() {
+    let mut case = Case::new(
+        21,
+        ConvKind::Depthwise,
+        InputQuant::Quantized(Signedness::Unsigned),
+        Window::same(3, 1, 5, 6),
+    );
+    let dead = 2;
+    let c = case.shape.c;
+    for (i, v) in case.x.iter_mut().enumerate() {
+        if i % c == dead {
+            *v = 0.0;
+        }
+    }
+    case.unit.running_var[dead] = 0.0;
+    case.unit.running_mean[dead] = 0.0;
+    let run = |u: &mut ConvBn, p: Precision| {
+        let (train, saved) = u.forward_train(&case.x, case.shape, 1.0, 1.0, p).unwrap();
+        // forward_train moved the running statistics; evaluate a copy with the same ones.
+        let eval = u.forward_eval(&case.x, case.shape, 1.0, 1.0, p).unwrap();
+        (train, eval, saved.w_fl)
+    };
+    let mut cleared = case.unit.clone();
+    assert_eq!(cleared.clear_dead_channels(), 1);
+    assert!(cleared.weight[dead * 9..(dead + 1) * 9]
+        .iter()
+        .all(|&w| w == 0.0));
+    let (t0, e0, _) = run(&mut case.unit.clone(), Precision::Float);
+    let (t1, e1, _) = run(&mut cleared.clone(), Precision::Float);
+    assert_eq!(t0, t1, "training forward");
+    assert_eq!(e0, e1, "eval forward");
+    let (_, _, fl0) = run(&mut case.unit.clone(), Precision::Fixed);
+    let (_, _, fl1) = run(&mut cleared, Precision::Fixed);
+    assert!(
+        fl1 > fl0,
+        "weight FL {fl0} with the dead channel, {fl1} without"
+    );
+}

@@ -243,6 +243,15 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     let mut net = net_from_arch(&arch, args.seed, precision)?;
     if let Some(init) = &args.init {
         checkpoint::load_init(&mut net, init)?;
+        if precision == Precision::Fixed {
+            let n = net.clear_dead_channels();
+            if n > 0 {
+                eprintln!(
+                    "cleared {n} dead channels (BN variance 0: their weights never reach the \
+                     output, but would set their layer's weight FL)"
+                );
+            }
+        }
     }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(args.out.display(), e.to_string()))?;
