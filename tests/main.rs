@@ -13,6 +13,7 @@ mod model_float;
 mod model_int;
 mod ptq;
 mod quantize;
+mod results;
 mod shaders;
 mod train_conv_bn;
 mod train_eval;
