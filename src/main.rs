@@ -1,5 +1,5 @@
-//! The `f8net` command line: `infer`, `quantize`, `compare`, `adapters`, `bench` (and, to
-//! come, `train`, `eval`). Every failure prints one line `f8net: <reason>` and exits non-zero.
+//! The `f8net` command line: `infer`, `quantize`, `compare`, `adapters`, `train`, `eval`,
+//! `bench`. Every failure prints one line `f8net: <reason>` and exits non-zero.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};

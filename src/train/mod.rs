@@ -1,7 +1,9 @@
 //! F8Net quantization-aware training (issue 4): the conv + BN unit with its full backward
 //! (`conv_bn`), the classifier with its SAT rescale (`linear`), and a network of them with
 //! shared clipping levels, loss and SGD (`net`) on the CPU; the same training step recorded on
-//! the GPU (`gpu`); checkpoints and export to the integer model.
+//! the GPU (`gpu`); checkpoints, export to the integer model (`export`) and to a float model for
+//! post-training quantization (`to_float`); `f8net train` (`run`, `backend`, `progress`,
+//! `outputs`) and `f8net eval` (`eval`).
 
 pub mod backend;
 pub mod checkpoint;

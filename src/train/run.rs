@@ -1,6 +1,6 @@
 //! `f8net train`: F8Net quantization-aware training (or the clipped float baseline) of an
-//! architecture on Fashion-MNIST or a folder data set, on the CPU reference backend (the GPU
-//! recording of the training step is still to come).
+//! architecture on Fashion-MNIST or a folder data set, on a hardware GPU or the CPU reference
+//! (`backend`).
 //!
 //! Per step: a progress bar on a terminal, else (logs, nohup) one plain line every ~10 % of an
 //! epoch (step, images/s, ETA, loss, accuracy); a stop request (Ctrl-C, see [`ctrlc_stop_flag`])
