@@ -113,18 +113,6 @@ pub fn recorded(meta: &HashMap<String, String>, path: &Path) -> Result<Recorded>
     })
 }
 
-/// The metadata of a checkpoint file (checked to be an f8net checkpoint of this version), without
-/// reading its tensors.
-pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bad = |m: String| Error::file(path.display(), m);
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
-    let info = meta.metadata().clone().unwrap_or_default();
-    check_version(&info, path)?;
-    Ok(info)
-}
-
 fn check_version(info: &HashMap<String, String>, path: &Path) -> Result<()> {
     match info.get("f8net.checkpoint") {
         Some(v) if *v == CHECKPOINT_VERSION.to_string() => Ok(()),

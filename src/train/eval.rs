@@ -8,9 +8,8 @@
 //! model. Logits are `[n][classes]`; the top-1 of a row is its first largest entry.
 
 use super::checkpoint;
-use super::from_arch::net_from_arch;
 use super::net::Net;
-use crate::arch::{ArchConfig, Family};
+use super::rebuild;
 use crate::data::{self, Dataset, FolderOptions, Loader, LoaderConfig, Split};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -192,60 +191,27 @@ fn check_fits(
     Ok(())
 }
 
-/// The network of a checkpoint, rebuilt from its metadata (`checkpoint::Recorded`; `arch` /
-/// `width` stand in for fields it lacks and must match those it has; the input size and class
-/// count default to the test set's) and loaded; with a one-line description.
+/// Rebuild and load a training checkpoint (`rebuild::load_net`; `arch`/`width` for checkpoints
+/// that do not record them) and check it fits the test set; returns it with a description.
 pub fn load_checkpoint(
     path: &Path,
     arch: Option<&str>,
     width: Option<f32>,
     test: &Dataset,
 ) -> Result<(Net, String)> {
-    let meta = checkpoint::read_metadata(path)?;
-    let rec = checkpoint::recorded(&meta, path)?;
-    let flag = arch.map(Family::parse).transpose()?;
-    let conflict = || {
-        Error::file(
-            path.display(),
-            format!(
-                "the checkpoint is {} width {}; drop --arch/--width or make them match",
-                rec.arch.as_deref().unwrap_or("?"),
-                rec.width.map_or("?".into(), |w| w.to_string())
-            ),
-        )
-    };
-    let family = match (&rec.arch, flag) {
-        (Some(a), Some(f)) if Family::parse(a)? != f => return Err(conflict()),
-        (Some(a), _) => Family::parse(a)?,
-        (None, Some(f)) => f,
-        (None, None) => {
-            return Err(Error::file(
-                path.display(),
-                "the checkpoint does not record its architecture; give --arch (and --width)",
-            ))
-        }
-    };
-    let width = match (rec.width, width) {
-        (Some(r), Some(w)) if r != w => return Err(conflict()),
-        (Some(w), _) | (None, Some(w)) => w,
-        (None, None) => 0.25,
-    };
-    let precision = rec
-        .precision
-        .ok_or_else(|| Error::file(path.display(), "the checkpoint records no precision"))?;
-    let (h, w, c) = rec.input.unwrap_or((test.h, test.w, test.c));
-    let classes = rec.classes.unwrap_or(test.classes);
-    check_fits(path, "the checkpoint", (h, w, c, classes), test)?;
-    let mut cfg = ArchConfig::small(family).with_width(width);
-    cfg.input_hw = (h, w);
-    cfg.in_channels = c;
-    cfg.classes = classes;
-    let mut net = net_from_arch(&cfg.build()?, 0, precision)?;
-    checkpoint::load(&mut net, path)?;
+    let (net, spec) = rebuild::load_net(path, arch, width)?;
+    let (h, w) = spec.input_hw;
+    check_fits(
+        path,
+        "the checkpoint",
+        (h, w, spec.in_channels, spec.classes),
+        test,
+    )?;
     let desc = format!(
-        "{} width {width}, {}, step {}",
-        family.name(),
-        checkpoint::mode_name(precision),
+        "{} width {}, {}, step {}",
+        spec.family.name(),
+        spec.width,
+        checkpoint::mode_name(spec.precision),
         net.step
     );
     Ok((net, desc))

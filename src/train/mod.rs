@@ -16,5 +16,6 @@ pub mod linear;
 pub mod net;
 pub mod outputs;
 pub mod progress;
+pub mod rebuild;
 pub mod run;
 pub mod to_float;

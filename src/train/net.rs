@@ -139,7 +139,16 @@ impl Net {
                     x
                 }
                 Node::GlobalAvgPool { input } => Shape::new(n, 1, 1, get(*input)?.c),
-                Node::Classifier { fc, .. } => Shape::new(n, 1, 1, fc.classes),
+                Node::Classifier { input, fc, .. } => {
+                    let x = get(*input)?;
+                    if x.h * x.w * x.c != fc.k {
+                        return Err(Error::shape(
+                            "net",
+                            format!("classifier input {x} for k = {}", fc.k),
+                        ));
+                    }
+                    Shape::new(n, 1, 1, fc.classes)
+                }
             });
         }
         Ok(s)

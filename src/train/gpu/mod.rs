@@ -122,6 +122,8 @@ impl Scratch {
 pub struct GpuNet<'g> {
     gpu: &'g Gpu,
     input: Shape,
+    /// Every tensor's shape for a batch of one (`Net::tensor_shapes`).
+    shapes: Vec<Shape>,
     precision: Precision,
     nodes: Vec<GpuNode>,
     /// α, dL/dα and α's momentum: `[clipping levels]`.
@@ -256,6 +258,7 @@ impl<'g> GpuNet<'g> {
         Ok(GpuNet {
             gpu,
             input: net.input,
+            shapes: net.tensor_shapes(1)?,
             precision: net.precision,
             nodes,
             alpha: gpu.upload(&net.alphas)?,

@@ -39,42 +39,9 @@ pub(super) enum NodeBatch {
 }
 
 impl<'g> GpuNet<'g> {
-    /// The shapes of every tensor for a batch of `n`, as `Net::tensor_shapes`.
-    fn shapes(&self, n: usize) -> Result<Vec<Shape>> {
-        let mut s = vec![Shape { n, ..self.input }];
-        for node in &self.nodes {
-            let get = |j: usize| {
-                s.get(j)
-                    .copied()
-                    .ok_or_else(|| Error::shape("gpu train", format!("a node reads tensor {j}")))
-            };
-            s.push(match node {
-                GpuNode::Conv { input, unit, .. } => {
-                    let x = get(*input)?;
-                    let (oh, ow) = unit.geom.window.out_hw("gpu train", x.h, x.w)?;
-                    Shape::new(n, oh, ow, unit.geom.cout)
-                }
-                GpuNode::Add { a, b, .. } => {
-                    let (x, y) = (get(*a)?, get(*b)?);
-                    if x != y {
-                        return Err(Error::shape("gpu train", format!("add of {x} and {y}")));
-                    }
-                    x
-                }
-                GpuNode::Pool { input } => Shape::new(n, 1, 1, get(*input)?.c),
-                GpuNode::Classifier { input, fc, .. } => {
-                    let x = get(*input)?;
-                    if x != Shape::matrix(n, fc.k) {
-                        return Err(Error::shape(
-                            "gpu train",
-                            format!("classifier input {x} for k = {}", fc.k),
-                        ));
-                    }
-                    Shape::matrix(n, fc.classes)
-                }
-            });
-        }
-        Ok(s)
+    /// The shapes of every tensor for a batch of `n` (`Net::tensor_shapes`, taken at upload).
+    fn shapes(&self, n: usize) -> Vec<Shape> {
+        self.shapes.iter().map(|&s| Shape { n, ..s }).collect()
     }
 
     /// Allocate the buffers of a batch of `n` unless they exist.
@@ -85,7 +52,7 @@ impl<'g> GpuNet<'g> {
         self.batch = None;
         self.scratch = Scratch::default();
         let gpu = self.gpu;
-        let shapes = self.shapes(n)?;
+        let shapes = self.shapes(n);
         let tensors = shapes
             .iter()
             .map(|&s| GpuF32Tensor::alloc_filled(gpu, s, 0.0))
