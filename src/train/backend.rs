@@ -7,7 +7,7 @@
 
 use super::gpu::GpuNet;
 use super::net::Net;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::reference::optim::WeightDecayScheme;
 
@@ -83,23 +83,7 @@ impl<'g> Stepper<'g> {
         scheme: WeightDecayScheme,
     ) -> Result<(f32, Vec<f32>)> {
         match self {
-            Stepper::Cpu => {
-                let f = net.forward(x, labels)?;
-                if !f.loss.is_finite() {
-                    return Err(Error::range(
-                        "train",
-                        format!(
-                            "loss is {} at step {}; stopping (the last checkpoint is the last \
-                             good state)",
-                            f.loss,
-                            net.step + 1
-                        ),
-                    ));
-                }
-                let g = net.backward(&f)?;
-                net.sgd(&g, lr, wd, scheme)?;
-                Ok((f.loss, f.logits))
-            }
+            Stepper::Cpu => net.train_step_logits(x, labels, lr, wd, scheme),
             Stepper::Gpu(g) => {
                 let loss = g.train_step(x, labels, lr, wd, scheme)?;
                 Ok((loss, g.logits()?))

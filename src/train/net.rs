@@ -346,20 +346,25 @@ impl Net {
         wd: f32,
         scheme: WeightDecayScheme,
     ) -> Result<f32> {
+        Ok(self.train_step_logits(x, labels, lr, wd, scheme)?.0)
+    }
+
+    /// `train_step`, also returning the forward pass's logits `[n][classes]`.
+    pub fn train_step_logits(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        lr: f32,
+        wd: f32,
+        scheme: WeightDecayScheme,
+    ) -> Result<(f32, Vec<f32>)> {
         let f = self.forward(x, labels)?;
         if !f.loss.is_finite() {
-            return Err(Error::range(
-                "train",
-                format!(
-                    "loss is {} at step {}; stopping (the last checkpoint is the last good state)",
-                    f.loss,
-                    self.step + 1
-                ),
-            ));
+            return Err(non_finite_loss(f.loss, self.step + 1));
         }
         let g = self.backward(&f)?;
         self.sgd(&g, lr, wd, scheme)?;
-        Ok(f.loss)
+        Ok((f.loss, f.logits))
     }
 
     /// Mutable parameter tensors with their kinds, in a fixed order: per node (conv: weight, γ,
@@ -426,6 +431,16 @@ impl Net {
         self.step += 1;
         Ok(())
     }
+}
+
+/// The error of a non-finite loss at (1-based) `step`, before any update (CPU and GPU steps).
+pub fn non_finite_loss(loss: f32, step: u64) -> Error {
+    Error::range(
+        "train",
+        format!(
+            "loss is {loss} at step {step}; stopping (the last checkpoint is the last good state)"
+        ),
+    )
 }
 
 fn add(a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {

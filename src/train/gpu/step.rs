@@ -15,6 +15,7 @@ use crate::ops::optim::{self, SgdStep};
 use crate::reference::optim::{ParamKind, SgdHyper, WeightDecayScheme};
 use crate::tensor::{pad_channels, GpuF32Tensor, Shape};
 use crate::train::conv_bn::{InputQuant, Precision};
+use crate::train::net::non_finite_loss;
 
 /// Buffers of one batch size.
 pub(super) struct Batch {
@@ -184,13 +185,7 @@ impl<'g> GpuNet<'g> {
         };
         report.readbacks = readback.flushes();
         if !loss.is_finite() {
-            return Err(Error::range(
-                "train",
-                format!(
-                    "loss is {loss} at step {}; stopping (the last checkpoint is the last good state)",
-                    self.step + 1
-                ),
-            ));
+            return Err(non_finite_loss(loss, self.step + 1));
         }
         let mut enc = gpu.encoder();
         super::backward::backward(nodes, batch, &ctx, &mut enc, scratch)?;
