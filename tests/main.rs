@@ -17,5 +17,6 @@ mod results;
 mod shaders;
 mod train_conv_bn;
 mod train_eval;
+mod train_fp_start;
 mod train_gpu;
 mod train_net;

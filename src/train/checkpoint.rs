@@ -241,9 +241,11 @@ pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
 
 /// Initialize `net` from a checkpoint of the same architecture in either precision — F8Net
 /// trains the 8-bit model from the float one (F8NET.md §6): weights, BN statistics, running FLs
-/// and α are taken; the optimizer starts afresh (no momentum, step 0).
-pub fn load_init(net: &mut Net, path: &Path) -> Result<()> {
-    read(net, path, Purpose::Init).map(|_| ())
+/// and α are taken; the optimizer starts afresh (no momentum, step 0). Returns the checkpoint's
+/// precision (None for a file that does not record it).
+pub fn load_init(net: &mut Net, path: &Path) -> Result<Option<Precision>> {
+    let meta = read(net, path, Purpose::Init)?;
+    Ok(recorded(&meta, path)?.precision)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

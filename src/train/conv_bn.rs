@@ -45,7 +45,7 @@ use crate::tensor::Shape;
 /// The FL of the fixed 8-bit image input (pixel k as k/256, §2.7).
 pub const IMAGE_FL: i32 = 8;
 
-/// A running variance below this marks a dead channel (see `ConvBn::clear_dead_channels`).
+/// A running variance below this marks a dead channel (see `train::fp_start`).
 pub const DEAD_VARIANCE: f32 = 1e-12;
 
 /// BN epsilon of the official code.
@@ -171,27 +171,8 @@ impl ConvBn {
         }
     }
 
-    /// Zero the weights and running mean of dead channels — running variance below
-    /// `DEAD_VARIANCE`: their conv output is constant, so BN outputs β whatever W is — and return
-    /// how many. The network's function is unchanged (training and eval), but W̃ = γ/√(v+eps)·W
-    /// of such a channel is ~300·γ·W, which dominates σ(W̃) and drives the whole layer's weight FL
-    /// to 0 (measured on MobileNet-V1 w0.25 FP: depthwise |W̃| up to 5903 against a median of 0.9;
-    /// its F8Net start lost 50 points before this). For the F8Net start from an FP checkpoint.
-    pub fn clear_dead_channels(&mut self) -> usize {
-        let per = self.per_out();
-        let mut cleared = 0;
-        for c in 0..self.cout {
-            if self.running_var[c] < DEAD_VARIANCE {
-                self.weight[c * per..(c + 1) * per].fill(0.0);
-                self.running_mean[c] = 0.0;
-                cleared += 1;
-            }
-        }
-        cleared
-    }
-
     /// Weights per output channel.
-    fn per_out(&self) -> usize {
+    pub(crate) fn per_out(&self) -> usize {
         match self.kind {
             ConvKind::Dense => self.window.kh * self.window.kw * self.cin,
             ConvKind::Depthwise => self.window.kh * self.window.kw,

@@ -249,17 +249,6 @@ impl Net {
         Ok(tensors.pop().unwrap_or_default())
     }
 
-    /// Clear the dead channels of every unit (`ConvBn::clear_dead_channels`); returns how many.
-    pub fn clear_dead_channels(&mut self) -> usize {
-        self.nodes
-            .iter_mut()
-            .map(|n| match n {
-                Node::Conv { unit, .. } => unit.clear_dead_channels(),
-                _ => 0,
-            })
-            .sum()
-    }
-
     /// The scale of node `i` (public for the export).
     pub fn node_scale(&self, i: usize) -> f32 {
         self.scale(i)

@@ -20,12 +20,13 @@ use super::checkpoint::{self, RunInfo};
 use super::conv_bn::Precision;
 use super::eval::{accuracy, evaluate, load_data, top1};
 use super::export::export;
+use super::fp_start::Source;
 use super::from_arch::net_from_arch;
 use super::net::Net;
 use super::outputs::{columns, fl_rows, keep_epochs, write_plots, FL_HEADER, METRICS_HEADER};
 use super::progress::Progress;
 use crate::arch::{ArchConfig, Family};
-use crate::data::{Loader, LoaderConfig, LoaderState, Split};
+use crate::data::{Dataset, Loader, LoaderConfig, LoaderState, Split};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::file;
@@ -211,6 +212,40 @@ impl EpochStats {
 }
 
 /// Run the training described by `args` to the end.
+/// The F8Net start from a loaded checkpoint (`train::fp_start`): dead channels, the FP weight
+/// clamp and the running-FL calibration on the first `batch` training images (no augmentation)
+/// for an FP source; dead channels only for an F8Net one.
+fn fixed_start(
+    net: &mut Net,
+    source: Option<Precision>,
+    train: &Dataset,
+    batch: usize,
+) -> Result<()> {
+    let source = match source {
+        Some(Precision::Fixed) => Source::Fixed,
+        _ => Source::Float,
+    };
+    let r = net.prepare_fixed_start(source);
+    let mut note = format!(
+        "F8Net start: cleared {} dead channels, clamped {} of {} weights to the FP range \
+         |W̃| ≤ 127/128",
+        r.dead_channels, r.clamped_weights, r.weights
+    );
+    if source == Source::Float {
+        let mut loader = Loader::new(train, LoaderConfig::eval(batch))?;
+        if let Some(b) = loader.next_batch() {
+            let labels: Vec<u32> = b.labels.iter().map(|&l| u32::from(l)).collect();
+            let passes = net.calibrate_fls(&b.inputs, &labels)?;
+            note += &format!(
+                ", input FLs calibrated in {passes} passes over {} images",
+                b.n
+            );
+        }
+    }
+    eprintln!("{note} (train::fp_start)");
+    Ok(())
+}
+
 pub fn run(args: &TrainArgs) -> Result<Summary> {
     run_until(args, &AtomicBool::new(false))
 }
@@ -242,15 +277,9 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     };
     let mut net = net_from_arch(&arch, args.seed, precision)?;
     if let Some(init) = &args.init {
-        checkpoint::load_init(&mut net, init)?;
+        let source = checkpoint::load_init(&mut net, init)?;
         if precision == Precision::Fixed {
-            let n = net.clear_dead_channels();
-            if n > 0 {
-                eprintln!(
-                    "cleared {n} dead channels (BN variance 0: their weights never reach the \
-                     output, but would set their layer's weight FL)"
-                );
-            }
+            fixed_start(&mut net, source, &train, args.batch)?;
         }
     }
     std::fs::create_dir_all(&args.out)
