@@ -8,8 +8,7 @@ use crate::train_net::{batch, tiny};
 use f8net::reference::fold::{fold_forward, FoldStats};
 use f8net::reference::optim::WeightDecayScheme;
 use f8net::train::conv_bn::{InputQuant, Precision, BN_EPS};
-use f8net::train::fl_calibration::{balance, Band, Edge, CALIBRATION_PASSES};
-use f8net::train::fp_start::{float_weight_limit, Source};
+use f8net::train::fp_start::{float_weight_limit, Source, CALIBRATION_PASSES};
 use f8net::train::net::{Net, Node};
 
 /// The tiny net trained a few FP steps, then with unit `c2`'s weights blown up so that many
@@ -150,38 +149,4 @@ fn calibrated_fls_are_a_fixed_point_of_the_training_forward() {
         }
     }
     assert_eq!(back, start);
-}
-
-/// A chain from a layer pinned at FL 0 to one pinned at 8 through three free layers: the free
-/// FLs spread the rise (gaps of 2) instead of leaving one gap of 6 or 8; a fixed-input stem
-/// counts as FL 6 (the FP network's), and a chain of free layers keeps the FP FLs.
-#[test]
-fn balance_spreads_fl_gaps_over_free_layers() {
-    let chain = |n: usize| -> Vec<Edge> {
-        (0..n - 1)
-            .map(|i| Edge {
-                producer: Some(i),
-                consumer: i + 1,
-            })
-            .collect()
-    };
-    let bands = [
-        Some(Band::Low),
-        Some(Band::Free(8)),
-        Some(Band::Free(8)),
-        Some(Band::Free(8)),
-        Some(Band::High(8)),
-    ];
-    let fl = balance(&bands, &chain(5));
-    assert_eq!(fl, vec![Some(0), Some(2), Some(4), Some(6), Some(8)]);
-    // A stem (fixed input, no band of its own) feeding a free layer then a pinned one.
-    let mut edges = vec![Edge {
-        producer: None,
-        consumer: 1,
-    }];
-    edges.extend(chain(3).into_iter().skip(1));
-    let fl = balance(&[None, Some(Band::Free(8)), Some(Band::Low)], &edges);
-    assert_eq!(fl, vec![None, Some(3), Some(0)]);
-    let free = [Some(Band::Free(7)); 4];
-    assert_eq!(balance(&free, &chain(4)), vec![Some(6); 4]);
 }

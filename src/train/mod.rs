@@ -10,7 +10,6 @@ pub mod checkpoint;
 pub mod conv_bn;
 pub mod eval;
 pub mod export;
-pub mod fl_calibration;
 pub mod fp_start;
 pub mod from_arch;
 pub mod gpu;
