@@ -26,7 +26,7 @@ use super::net::Net;
 use super::outputs::{columns, fl_rows, keep_epochs, write_plots, FL_HEADER, METRICS_HEADER};
 use super::progress::Progress;
 use crate::arch::{ArchConfig, Family};
-use crate::data::{Dataset, Loader, LoaderConfig, LoaderState, Split};
+use crate::data::{Loader, LoaderConfig, LoaderState, Split};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::file;
@@ -211,41 +211,22 @@ impl EpochStats {
     }
 }
 
-/// Run the training described by `args` to the end.
-/// The F8Net start from a loaded checkpoint (`train::fp_start`): dead channels, the FP weight
-/// clamp and the running-FL calibration on the first `batch` training images (no augmentation)
-/// for an FP source; dead channels only for an F8Net one.
-fn fixed_start(
-    net: &mut Net,
-    source: Option<Precision>,
-    train: &Dataset,
-    batch: usize,
-) -> Result<()> {
+/// The F8Net start from a loaded checkpoint (`train::fp_start`): dead channels and, for an FP
+/// source, the FP weight clamp.
+fn fixed_start(net: &mut Net, source: Option<Precision>) {
     let source = match source {
         Some(Precision::Fixed) => Source::Fixed,
         _ => Source::Float,
     };
     let r = net.prepare_fixed_start(source);
-    let mut note = format!(
+    eprintln!(
         "F8Net start: cleared {} dead channels, clamped {} of {} weights to the FP range \
-         |W̃| ≤ 127/128",
+         |W̃| ≤ 127/128 (train::fp_start)",
         r.dead_channels, r.clamped_weights, r.weights
     );
-    if source == Source::Float {
-        let mut loader = Loader::new(train, LoaderConfig::eval(batch))?;
-        if let Some(b) = loader.next_batch() {
-            let labels: Vec<u32> = b.labels.iter().map(|&l| u32::from(l)).collect();
-            let passes = net.calibrate_fls(&b.inputs, &labels)?;
-            note += &format!(
-                ", input FLs calibrated in {passes} passes over {} images",
-                b.n
-            );
-        }
-    }
-    eprintln!("{note} (train::fp_start)");
-    Ok(())
 }
 
+/// Run the training described by `args` to the end.
 pub fn run(args: &TrainArgs) -> Result<Summary> {
     run_until(args, &AtomicBool::new(false))
 }
@@ -279,7 +260,7 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     if let Some(init) = &args.init {
         let source = checkpoint::load_init(&mut net, init)?;
         if precision == Precision::Fixed {
-            fixed_start(&mut net, source, &train, args.batch)?;
+            fixed_start(&mut net, source);
         }
     }
     std::fs::create_dir_all(&args.out)
