@@ -20,12 +20,15 @@
 //! - optional bias correction: per output channel, the mean difference between the float and
 //!   the integer pre-activation outputs on the calibration inputs is folded into the int32 bias.
 //!
-//! [`args`] holds the command's options; [`from_checkpoint`] converts an f8net training
+//! [`args`] holds the command's flags, [`options`] the schemes they select; [`from_checkpoint`] converts an f8net training
 //! checkpoint (post-training quantization of an FP run) through `train::to_float`.
 
 pub mod args;
 mod bias_correction;
 pub mod from_checkpoint;
+mod options;
+
+pub use options::{ActFl, BiasCorrection, Pact, QuantizeOptions, WeightFl};
 
 use crate::error::{Error, Result};
 use crate::fixed::{saturate_i32, FlRange, Format, Signedness};
@@ -33,75 +36,6 @@ use crate::fraclen::{fl_from_std, fl_grid_search, unbiased_std};
 use crate::model::float::{Activation, ConvKind, FloatConv, FloatModel, FloatNode};
 use crate::model::int::{IntLayer, IntModel, IntNode};
 use crate::reference::{pool::avgpool_shift, residual, EpilogueSpec, OutputKind, Window};
-
-/// How weight fractional lengths are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightFl {
-    /// The paper's rule: one FL per layer from σ of the effective weight (0..=7).
-    PerLayerStd,
-    /// One FL per layer by min-RMSE grid search (0..=7).
-    PerLayerGrid,
-    /// One FL per output channel by grid search over 0..=15 (shift-only per channel).
-    PerChannelGrid,
-}
-
-/// How activation fractional lengths are chosen on the calibration inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActFl {
-    Std,
-    Grid,
-}
-
-/// Fixed-point PACT on ReLU6 outputs (α = 6: the uint8 code spans [0, 6]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pact {
-    Off,
-    Relu6,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BiasCorrection {
-    Off,
-    On,
-}
-
-/// The conversion scheme.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QuantizeOptions {
-    pub weight_fl: WeightFl,
-    pub act_fl: ActFl,
-    pub pact: Pact,
-    pub bias_correction: BiasCorrection,
-}
-
-impl QuantizeOptions {
-    /// The built-in model's scheme (see the README for the measured reasons).
-    pub fn builtin() -> Self {
-        QuantizeOptions {
-            weight_fl: WeightFl::PerChannelGrid,
-            act_fl: ActFl::Grid,
-            pact: Pact::Off,
-            bias_correction: BiasCorrection::On,
-        }
-    }
-
-    /// The paper's per-layer σ rule, nothing else.
-    pub fn paper() -> Self {
-        QuantizeOptions {
-            weight_fl: WeightFl::PerLayerStd,
-            act_fl: ActFl::Std,
-            pact: Pact::Off,
-            bias_correction: BiasCorrection::Off,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "weights {:?}, activations {:?}, PACT {:?}, bias correction {:?}",
-            self.weight_fl, self.act_fl, self.pact, self.bias_correction
-        )
-    }
-}
 
 /// At most this many calibration values per tensor go into an FL search (evenly strided).
 const MAX_SAMPLES: usize = 400_000;
