@@ -416,7 +416,12 @@ pub fn heat_maps_png(maps: &[HeatMap]) -> Result<Vec<u8>> {
         .unwrap_or(0)
         + 8;
     let top = 2 * CHAR_H + 8;
-    let panel_w = (label_w + cols * cell_w + 24).max(Canvas::text_width("X", 1) * 30);
+    let title_w = maps
+        .iter()
+        .map(|m| Canvas::text_width(&m.title, 1))
+        .max()
+        .unwrap_or(0);
+    let panel_w = (label_w + cols * cell_w + 24).max(title_w + 16);
     let key_w = 70;
     let height = top + rows * cell_h + 2 * CHAR_H + 16;
     let mut c = Canvas::new(
