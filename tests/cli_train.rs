@@ -294,6 +294,38 @@ fn eval_reports_what_train_printed_and_refuses_bad_files() {
         .as_str()
         .unwrap()
         .contains("CPU reference"));
+    // --export writes the checkpoint's integer model (the one train wrote) and evaluates it.
+    let exported = d.join("exported.f8.safetensors");
+    let x = f8net(&[
+        "eval",
+        "--checkpoint",
+        ckpt_s,
+        "--export",
+        exported.to_str().unwrap(),
+        "--data",
+        data,
+        "--cpu",
+    ]);
+    assert!(x.status.success(), "{}", text(&x.stderr));
+    assert_eq!(
+        f8net::model::file::load(&exported).unwrap(),
+        f8net::model::file::load(&model).unwrap()
+    );
+    assert_eq!(accuracy_of(&text(&x.stdout), "model ").1, m_right);
+    let unused = d.join("unused.f8.safetensors");
+    let both = f8net(&[
+        "eval",
+        "--checkpoint",
+        ckpt_s,
+        "--model",
+        model_s,
+        "--export",
+        unused.to_str().unwrap(),
+        "--data",
+        data,
+    ]);
+    assert!(!both.status.success() && text(&both.stderr).contains("--export"));
+    assert!(!unused.exists());
 
     // Bad input: one clear line, exit 1, no panic.
     let bytes = std::fs::read(&ckpt).unwrap();

@@ -160,6 +160,7 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
         width: None,
         cpu: true,
         json: false,
+        export: None,
     };
     let r = eval::run(&args, None).unwrap();
     assert_eq!(r.checkpoint.as_ref().unwrap().score.rate(), s.test_accuracy);

@@ -8,6 +8,8 @@
 //! model. Logits are `[n][classes]`; the top-1 of a row is its first largest entry.
 
 use super::checkpoint;
+use super::conv_bn::Precision;
+use super::export::export;
 use super::net::Net;
 use super::rebuild;
 use crate::data::{self, Dataset, FolderOptions, Loader, LoaderConfig, Split};
@@ -45,6 +47,10 @@ pub struct EvalArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write the integer model of the F8Net --checkpoint here (atomically) and evaluate it as
+    /// the model (instead of --model).
+    #[arg(long, conflicts_with = "model", requires = "checkpoint")]
+    pub export: Option<PathBuf>,
 }
 
 /// `split` of `--data DIR` (IDX pair or image folders resized to 28×28), or Fashion-MNIST.
@@ -310,8 +316,12 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
         agreement: None,
     };
     let mut preds = Vec::new();
+    let mut model = model;
     if let Some(path) = &args.checkpoint {
         let (net, about) = load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
+        if let Some(out) = &args.export {
+            model = Some((out, export_checkpoint(&net, path, out, args)?));
+        }
         let p = net_predictions(&net, &test)?;
         report.checkpoint = Some(Evaluated {
             path: path.clone(),
@@ -343,4 +353,19 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
         report.agreement = Some(score(a, b, |v| v));
     }
     Ok(report)
+}
+
+/// The integer model of an F8Net checkpoint's network, written to `out` (`train::export`).
+fn export_checkpoint(net: &Net, path: &Path, out: &Path, args: &EvalArgs) -> Result<IntModel> {
+    if net.precision != Precision::Fixed {
+        return Err(Error::file(
+            path.display(),
+            "--export needs an F8Net checkpoint (--mode f8net); quantize an FP one with `f8net quantize`",
+        ));
+    }
+    let meta = rebuild::header_metadata(path)?;
+    let spec = rebuild::spec(path, &meta, args.arch.as_deref(), args.width)?;
+    let model = export(net, &spec.config().build()?.name)?;
+    file::save(&model, out)?;
+    Ok(model)
 }
