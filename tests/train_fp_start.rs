@@ -4,9 +4,9 @@
 
 use crate::common::*;
 use crate::train_net::{batch, tiny};
-use f8net::reference::fold::{fold_forward, FoldStats};
+use f8net::reference::fold::fold_forward;
 use f8net::reference::optim::WeightDecayScheme;
-use f8net::train::conv_bn::{Precision, BN_EPS};
+use f8net::train::conv_bn::Precision;
 use f8net::train::fp_start::{float_weight_limit, Source};
 use f8net::train::net::{Net, Node};
 
@@ -32,15 +32,7 @@ fn max_w_eff(net: &Net) -> f32 {
     let mut m = 0f32;
     for (i, node) in net.nodes.iter().enumerate() {
         if let Node::Conv { unit, next, .. } = node {
-            let stats = FoldStats {
-                mean: unit.running_mean.clone(),
-                var: unit.running_var.clone(),
-                sigma: unit
-                    .running_var
-                    .iter()
-                    .map(|v| (v + BN_EPS).sqrt())
-                    .collect(),
-            };
+            let stats = unit.running_stats();
             let s_out = next.map_or(1.0, |j| net.node_scale(j));
             let f = fold_forward(
                 &unit.weight,

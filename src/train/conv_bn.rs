@@ -396,7 +396,12 @@ impl ConvBn {
 
     /// BN folded with the running statistics and the weights quantized, as at eval.
     fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
-        let stats = FoldStats {
+        self.fold(&self.running_stats(), s_in, s_out, precision)
+    }
+
+    /// The BN running statistics as the fold reads them (σ = √(var + eps)).
+    pub fn running_stats(&self) -> FoldStats {
+        FoldStats {
             mean: self.running_mean.clone(),
             var: self.running_var.clone(),
             sigma: self
@@ -404,8 +409,7 @@ impl ConvBn {
                 .iter()
                 .map(|v| (v + BN_EPS).sqrt())
                 .collect(),
-        };
-        self.fold(&stats, s_in, s_out, precision)
+        }
     }
 
     /// The integer form of this unit at eval (the export to the F8Net integer model): the input

@@ -23,7 +23,7 @@
 //! classifier `[classes][k]`); both edits act per output channel.
 
 use crate::fixed::{Format, Signedness};
-use crate::train::conv_bn::{ConvBn, BN_EPS, DEAD_VARIANCE};
+use crate::train::conv_bn::{ConvBn, DEAD_VARIANCE};
 use crate::train::net::{Net, Node};
 
 /// The largest |W̃| the FP baseline keeps (the signed 8-bit range at FL 7).
@@ -72,15 +72,17 @@ impl ConvBn {
     pub fn clamp_to_float_range(&mut self, s_in: f32, s_out: f32) -> usize {
         let per = self.per_out();
         let limit = float_weight_limit();
+        let sigma = self.running_stats().sigma;
         let mut clamped = 0;
-        for c in 0..self.cout {
-            let sigma = (self.running_var[c] + BN_EPS).sqrt();
-            let factor = (self.gamma[c] / sigma * s_in / s_out).abs();
-            if factor == 0.0 || !factor.is_finite() {
-                continue;
+        let channels = self
+            .weight
+            .chunks_mut(per)
+            .zip(self.gamma.iter().zip(&sigma));
+        for (w, (gamma, sigma)) in channels {
+            let factor = (gamma / sigma * s_in / s_out).abs();
+            if factor > 0.0 && factor.is_finite() {
+                clamped += clamp(w, limit / factor);
             }
-            let bound = limit / factor;
-            clamped += clamp(&mut self.weight[c * per..(c + 1) * per], bound);
         }
         clamped
     }

@@ -39,14 +39,14 @@
 //! two, which the per-reader copies and weights absorb (the quantizers' rounding is not
 //! modelled).
 
-use super::conv_bn::{ConvBn, InputQuant, Precision, BN_EPS};
+use super::conv_bn::{ConvBn, InputQuant, Precision};
 use super::net::{Net, Node};
 use crate::error::{Error, Result};
 use crate::fixed::{Format, Signedness};
 use crate::fraclen::{fl_from_std, unbiased_std};
 use crate::model::float::{Activation, ConvKind, FloatConv, FloatModel, FloatNode};
 use crate::reference::fake_quant::{fix_quant, fix_quant_floating};
-use crate::reference::fold::{fold_forward, FoldStats};
+use crate::reference::fold::fold_forward;
 use crate::reference::pool::avgpool_shift;
 use crate::reference::residual;
 use crate::reference::Window;
@@ -89,15 +89,7 @@ fn fold(
     precision: Precision,
     wq: WeightQuant,
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
-    let stats = FoldStats {
-        mean: unit.running_mean.clone(),
-        var: unit.running_var.clone(),
-        sigma: unit
-            .running_var
-            .iter()
-            .map(|v| (v + BN_EPS).sqrt())
-            .collect(),
-    };
+    let stats = unit.running_stats();
     let f = fold_forward(&unit.weight, &unit.gamma, &unit.beta, &stats, s_in, s_out)?;
     let (w_q, fl) = quantize_weights(&f.w_eff, precision, None)?;
     let n = clamped(&f.w_eff, fl);
