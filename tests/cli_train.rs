@@ -326,6 +326,25 @@ fn eval_reports_what_train_printed_and_refuses_bad_files() {
     ]);
     assert!(!both.status.success() && text(&both.stderr).contains("--export"));
     assert!(!unused.exists());
+    // An FP checkpoint has no F8Net integer model to export: one clear line, nothing written.
+    let fp = d.join("fp");
+    let mut fp_args = tiny_train(&fp, "1");
+    fp_args.extend(["--mode".to_string(), "fp".to_string()]);
+    let r = f8net(&strs(&fp_args));
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let fp_ckpt = fp.join("checkpoint.safetensors");
+    let r = f8net(&[
+        "eval",
+        "--checkpoint",
+        fp_ckpt.to_str().unwrap(),
+        "--export",
+        unused.to_str().unwrap(),
+        "--data",
+        data,
+    ]);
+    assert_clean_failure(&r, "F8Net checkpoint");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(!unused.exists());
 
     // Bad input: one clear line, exit 1, no panic.
     let bytes = std::fs::read(&ckpt).unwrap();

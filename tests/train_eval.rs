@@ -195,7 +195,7 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("another architecture"), "{e}");
-    let (net, about) = eval::load_checkpoint(&old, Some("resnet20"), Some(0.25), &test).unwrap();
+    let (net, _, about) = eval::load_checkpoint(&old, Some("resnet20"), Some(0.25), &test).unwrap();
     assert!(about.contains("resnet20 width 0.25, f8net"), "{about}");
     let acc = eval::accuracy(&eval::net_predictions(&net, &test).unwrap(), &test.labels);
     assert_eq!(acc.rate(), s.test_accuracy);
@@ -209,7 +209,7 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
         safetensors::serialize(st.tensors(), Some(info)).unwrap(),
     )
     .unwrap();
-    let (net, _) = eval::load_checkpoint(&partial, None, None, &test).unwrap();
+    let (net, _, _) = eval::load_checkpoint(&partial, None, None, &test).unwrap();
     let acc = eval::accuracy(&eval::net_predictions(&net, &test).unwrap(), &test.labels);
     assert_eq!(acc.rate(), s.test_accuracy);
     // Flags that contradict the metadata are refused.

@@ -11,7 +11,7 @@ use super::checkpoint;
 use super::conv_bn::Precision;
 use super::export::export;
 use super::net::Net;
-use super::rebuild;
+use super::rebuild::{self, NetSpec};
 use crate::data::{self, Dataset, FolderOptions, Loader, LoaderConfig, Split};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -198,13 +198,14 @@ fn check_fits(
 }
 
 /// Rebuild and load a training checkpoint (`rebuild::load_net`; `arch`/`width` for checkpoints
-/// that do not record them) and check it fits the test set; returns it with a description.
+/// that do not record them) and check it fits the test set; returns it, what it was rebuilt as,
+/// and a description.
 pub fn load_checkpoint(
     path: &Path,
     arch: Option<&str>,
     width: Option<f32>,
     test: &Dataset,
-) -> Result<(Net, String)> {
+) -> Result<(Net, NetSpec, String)> {
     let (net, spec) = rebuild::load_net(path, arch, width)?;
     let (h, w) = spec.input_hw;
     check_fits(
@@ -220,7 +221,7 @@ pub fn load_checkpoint(
         checkpoint::mode_name(spec.precision),
         net.step
     );
-    Ok((net, desc))
+    Ok((net, spec, desc))
 }
 
 /// One evaluated model.
@@ -318,9 +319,9 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
     let mut preds = Vec::new();
     let mut model = model;
     if let Some(path) = &args.checkpoint {
-        let (net, about) = load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
+        let (net, spec, about) = load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
         if let Some(out) = &args.export {
-            model = Some((out, export_checkpoint(&net, path, out, args)?));
+            model = Some((out, export_checkpoint(&net, &spec, path, out)?));
         }
         let p = net_predictions(&net, &test)?;
         report.checkpoint = Some(Evaluated {
@@ -356,15 +357,13 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
 }
 
 /// The integer model of an F8Net checkpoint's network, written to `out` (`train::export`).
-fn export_checkpoint(net: &Net, path: &Path, out: &Path, args: &EvalArgs) -> Result<IntModel> {
-    if net.precision != Precision::Fixed {
+fn export_checkpoint(net: &Net, spec: &NetSpec, path: &Path, out: &Path) -> Result<IntModel> {
+    if spec.precision != Precision::Fixed {
         return Err(Error::file(
             path.display(),
             "--export needs an F8Net checkpoint (--mode f8net); quantize an FP one with `f8net quantize`",
         ));
     }
-    let meta = rebuild::header_metadata(path)?;
-    let spec = rebuild::spec(path, &meta, args.arch.as_deref(), args.width)?;
     let model = export(net, &spec.config().build()?.name)?;
     file::save(&model, out)?;
     Ok(model)
