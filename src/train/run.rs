@@ -45,6 +45,30 @@ pub enum Mode {
     F8net,
 }
 
+/// Which tensors get weight decay (F8NET.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WdScheme {
+    /// The paper's scheme for the architecture: no-depthwise-no-bn for MobileNet-V2, all for
+    /// the others.
+    Auto,
+    /// Every tensor, BN parameters, biases and α included (the paper's ResNet-18, MobileNet-V1).
+    All,
+    /// Only non-depthwise conv weights and the FC weight (the paper's MobileNet-V2).
+    NoDepthwiseNoBn,
+}
+
+impl WdScheme {
+    /// The scheme a run of `family` trains with.
+    pub fn resolve(self, family: Family) -> WeightDecayScheme {
+        match (self, family) {
+            (WdScheme::Auto, Family::MobileNetV2) | (WdScheme::NoDepthwiseNoBn, _) => {
+                WeightDecayScheme::NoDepthwiseNoBn
+            }
+            (WdScheme::Auto, _) | (WdScheme::All, _) => WeightDecayScheme::All,
+        }
+    }
+}
+
 /// Options of `f8net train`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
@@ -64,6 +88,9 @@ pub struct TrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 4e-5)]
     pub wd: f32,
+    /// Which tensors --wd applies to.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub wd_scheme: WdScheme,
     #[arg(long, value_enum, default_value = "f8net")]
     pub mode: Mode,
     /// IDX files or an image-folder data set (default: Fashion-MNIST, see `data::fashion_mnist`).
@@ -235,6 +262,7 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
 /// the current position and the summary says where the run stopped.
 pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     let family = Family::parse(&args.arch)?;
+    let wd_scheme = args.wd_scheme.resolve(family);
     if args.stop_after == Some(0) {
         return Err(Error::range("train", "--stop-after must be at least 1"));
     }
@@ -364,14 +392,8 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
             let Some(b) = loader.next_batch() else { break };
             let labels: Vec<u32> = b.labels.iter().map(|&l| l as u32).collect();
             let lr = schedule.lr(stepper.steps(&net));
-            let (loss, logits) = stepper.step(
-                &mut net,
-                &b.inputs,
-                &labels,
-                lr,
-                args.wd,
-                WeightDecayScheme::All,
-            )?;
+            let (loss, logits) =
+                stepper.step(&mut net, &b.inputs, &labels, lr, args.wd, wd_scheme)?;
             let right = accuracy(&top1(&logits, train.classes), &b.labels).right;
             let loss_sum = f64::from_bits(stats.loss_sum_bits) + loss as f64 * b.n as f64;
             stats = EpochStats {
