@@ -172,7 +172,12 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
         net.sgd(&g, 0.05, 4e-5, WeightDecayScheme::All).unwrap();
     }
     let model = f8net::train::export::export(&net, "tiny").unwrap();
-    let model = file::from_bytes(&file::to_bytes(&model).unwrap()).unwrap();
+    let bytes = file::to_bytes(&model).unwrap();
+    // Saved again, the model is the same file (each save builds its metadata map afresh).
+    for _ in 0..8 {
+        assert!(file::to_bytes(&model).unwrap() == bytes);
+    }
+    let model = file::from_bytes(&bytes).unwrap();
     // A test set of 400 fresh images: the integer model's top-1 equals the fake-quant eval's.
     let n = 400;
     let (x, _) = batch(&mut rng, n);
@@ -239,6 +244,10 @@ mod checkpoints {
         let first = steps(&mut b, &mut rng_b, 3);
         let extra = HashMap::from([("data.rng".to_string(), "kept by the caller".to_string())]);
         checkpoint::save(&b, &extra, &path).unwrap();
+        // The same state saved again (a fresh metadata map, another hash order) is the same file.
+        let again = d.join("again.safetensors");
+        checkpoint::save(&b, &extra.clone().into_iter().collect(), &again).unwrap();
+        assert!(std::fs::read(&path).unwrap() == std::fs::read(&again).unwrap());
         let mut c = tiny(Precision::Fixed);
         let meta = checkpoint::load(&mut c, &path).unwrap();
         assert_eq!(meta["data.rng"], "kept by the caller");

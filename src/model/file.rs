@@ -120,7 +120,7 @@ pub fn to_bytes(model: &IntModel) -> Result<Vec<u8>> {
                 .map_err(|e| Error::file(name, e.to_string()))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(&model.name, e.to_string()))
+    super::st::serialize_sorted(views, meta).map_err(|e| Error::file(&model.name, e))
 }
 
 /// Write a model atomically (temporary file in the same folder, then rename).

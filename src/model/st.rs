@@ -1,4 +1,5 @@
-//! Reading f32 tensors from safetensors files, with file-level errors.
+//! Reading f32 tensors from safetensors files, with file-level errors, and writing safetensors
+//! bytes that are the same for the same content (`serialize_sorted`).
 //!
 //! `read_f32` loads every tensor of a file as `(shape, values)`, values row-major in the file's
 //! own layout (PyTorch conv weights stay OIHW). Any failure — missing file, truncated or corrupt
@@ -7,7 +8,7 @@
 //! `take(&mut map, path, "fc.weight", &[1000, 1280])?`.
 
 use crate::error::{Error, Result};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -74,4 +75,24 @@ pub fn take(
         )),
         Some((_, v)) => Ok(v),
     }
+}
+
+/// `safetensors::serialize` with the JSON header's keys sorted, metadata included: the crate
+/// writes the metadata map in hash order, so the same model saved twice differed in its header.
+/// The tensor bytes and their offsets are unchanged (offsets count from the end of the header).
+pub fn serialize_sorted(
+    views: Vec<(String, TensorView<'_>)>,
+    metadata: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| e.to_string())?;
+    let mut sorted = header.to_string().into_bytes();
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }

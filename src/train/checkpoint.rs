@@ -227,8 +227,8 @@ pub fn save(net: &Net, extra: &HashMap<String, String>, path: &Path) -> Result<(
                 .map_err(|e| Error::file(path.display(), e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::file(path.display(), e.to_string()))?;
+    let bytes = crate::model::st::serialize_sorted(views, meta)
+        .map_err(|e| Error::file(path.display(), e))?;
     crate::io::write_atomic(path, &bytes)
 }
 
