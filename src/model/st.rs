@@ -85,14 +85,15 @@ pub fn serialize_sorted(
     metadata: HashMap<String, String>,
 ) -> std::result::Result<Vec<u8>, String> {
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let (len, rest) = bytes.split_at(8);
+    let n = u64::from_le_bytes(len.try_into().map_err(|_| "no header length")?) as usize;
     let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| e.to_string())?;
+        serde_json::from_slice(rest.get(..n).ok_or("short header")?).map_err(|e| e.to_string())?;
     let mut sorted = header.to_string().into_bytes();
     sorted.resize(sorted.len().next_multiple_of(8), b' ');
     let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - 8 - n);
     out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
     out.extend_from_slice(&sorted);
-    out.extend_from_slice(&bytes[8 + n..]);
+    out.extend_from_slice(&rest[n..]);
     Ok(out)
 }
