@@ -15,6 +15,7 @@ mod ptq;
 mod quantize;
 mod results;
 mod shaders;
+mod train_bn_stats;
 mod train_conv_bn;
 mod train_eval;
 mod train_fp_start;

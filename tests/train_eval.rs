@@ -161,6 +161,8 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
         cpu: true,
         json: false,
         export: None,
+        bn_images: 0,
+        bn_batch: 250,
     };
     let r = eval::run(&args, None).unwrap();
     assert_eq!(r.checkpoint.as_ref().unwrap().score.rate(), s.test_accuracy);
@@ -168,6 +170,16 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
         Some(r.model.as_ref().unwrap().score.rate()),
         s.integer_accuracy
     );
+    // The run re-estimated its BN statistics after the last epoch; doing it again in eval
+    // (same images, same batches) finds the same statistics, so the same accuracy.
+    let again = EvalArgs {
+        bn_images: 10_000,
+        ..args.clone()
+    };
+    let r2 = eval::run(&again, None).unwrap();
+    let c2 = r2.checkpoint.as_ref().unwrap();
+    assert!(c2.about.contains("re-estimated on 500"), "{}", c2.about);
+    assert_eq!(c2.score.rate(), s.test_accuracy);
     assert_eq!(r.agreement.unwrap().total, 200);
 
     // Without the rebuild metadata (an older checkpoint), --arch and --width are needed.

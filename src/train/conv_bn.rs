@@ -106,6 +106,14 @@ pub struct Saved {
     pub w_fl: i32,
 }
 
+impl Saved {
+    /// The batch statistics of y0 this step used, and the pixels they were taken over.
+    pub fn batch_stats(&self) -> (&FoldStats, usize) {
+        let c = self.stats.mean.len().max(1);
+        (&self.stats, self.y0r.len() / c)
+    }
+}
+
 /// A unit in integer form (see `ConvBn::integer_eval`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntegerUnit {

@@ -7,6 +7,7 @@
 //! the network, k/256 in the model's input format (uint8 FL 8: the byte itself) for the integer
 //! model. Logits are `[n][classes]`; the top-1 of a row is its first largest entry.
 
+use super::bn_stats::{self, BnEstimate};
 use super::checkpoint;
 use super::conv_bn::Precision;
 use super::export::export;
@@ -51,6 +52,13 @@ pub struct EvalArgs {
     /// the model (instead of --model).
     #[arg(long, conflicts_with = "model", requires = "checkpoint")]
     pub export: Option<PathBuf>,
+    /// Re-estimate the --checkpoint's BN statistics on this many training images first
+    /// (`train::bn_stats`; 0: as saved). `f8net train` does it after every epoch.
+    #[arg(long, default_value_t = 0, requires = "checkpoint")]
+    pub bn_images: usize,
+    /// Batch size of the BN re-estimation (large batches matter; see `train::bn_stats`).
+    #[arg(long, default_value_t = BnEstimate::DEFAULT.batch)]
+    pub bn_batch: usize,
 }
 
 /// `split` of `--data DIR` (IDX pair or image folders resized to 28×28), or Fashion-MNIST.
@@ -319,7 +327,17 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
     let mut preds = Vec::new();
     let mut model = model;
     if let Some(path) = &args.checkpoint {
-        let (net, spec, about) = load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
+        let (mut net, spec, mut about) =
+            load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
+        let how = BnEstimate {
+            images: args.bn_images,
+            batch: args.bn_batch,
+        };
+        if how.images > 0 {
+            let train = load_data(args.data.as_deref(), Split::Train)?;
+            let used = bn_stats::reestimate(&mut net, &train, how)?;
+            about += &format!(", BN statistics re-estimated on {used} training images");
+        }
         if let Some(out) = &args.export {
             model = Some((out, export_checkpoint(&net, &spec, path, out)?));
         }

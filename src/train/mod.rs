@@ -6,6 +6,7 @@
 //! `outputs`) and `f8net eval` (`eval`).
 
 pub mod backend;
+pub mod bn_stats;
 pub mod checkpoint;
 pub mod conv_bn;
 pub mod eval;

@@ -16,6 +16,7 @@ use super::linear::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::fixed::Signedness;
 use crate::reference::fake_quant::fix_scaling;
+use crate::reference::fold::FoldStats;
 use crate::reference::loss::softmax_cross_entropy;
 use crate::reference::optim::{sgd_step, ParamKind, SgdHyper, WeightDecayScheme};
 use crate::reference::residual::Activation;
@@ -83,6 +84,17 @@ enum Saved {
 pub type Grads = Vec<Vec<f32>>;
 
 impl Forward {
+    /// Each conv unit's batch statistics of y0 and their pixel count (None for other nodes).
+    pub fn unit_stats(&self) -> Vec<Option<(&FoldStats, usize)>> {
+        self.saved
+            .iter()
+            .map(|s| match s {
+                Saved::Conv(c) => Some(c.batch_stats()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The formats each node used: (input FL — None for the fixed 8-bit image — and weight FL)
     /// for conv units and the classifier, None for other nodes.
     pub fn formats(&self) -> Vec<Option<(Option<i32>, i32)>> {

@@ -16,6 +16,7 @@
 //! Those files are made in `train::outputs`; the progress display is `train::progress`.
 
 use super::backend::{self, Backend, Stepper};
+use super::bn_stats::{self, BnEstimate};
 use super::checkpoint::{self, RunInfo};
 use super::conv_bn::Precision;
 use super::eval::{accuracy, evaluate, load_data, top1};
@@ -88,6 +89,13 @@ pub struct TrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 4e-5)]
     pub wd: f32,
+    /// After every epoch, re-estimate the BN statistics on this many training images
+    /// (`train::bn_stats`; 0: keep the running averages of training).
+    #[arg(long, default_value_t = BnEstimate::DEFAULT.images)]
+    pub bn_images: usize,
+    /// Batch size of the BN re-estimation (large batches matter; see `train::bn_stats`).
+    #[arg(long, default_value_t = BnEstimate::DEFAULT.batch)]
+    pub bn_batch: usize,
     /// Which tensors --wd applies to.
     #[arg(long, value_enum, default_value = "auto")]
     pub wd_scheme: WdScheme,
@@ -407,6 +415,18 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
         }
         progress.finish();
         stepper.sync(&mut net)?;
+        let how = BnEstimate {
+            images: args.bn_images,
+            batch: args.bn_batch,
+        };
+        let bn_start = Instant::now();
+        let used = bn_stats::reestimate(&mut net, &train, how)?;
+        if used > 0 {
+            eprintln!(
+                "BN statistics re-estimated on {used} training images ({:.1} s)",
+                bn_start.elapsed().as_secs_f64()
+            );
+        }
         loader.next_epoch();
         let model = match args.mode {
             Mode::F8net => Some(export(&net, &arch.name)?),
