@@ -15,6 +15,8 @@
 //! conv_bwd_input(e, W))·m_x; dα terms (fold_alpha_grad).
 //! Buffers are in the GPU weight layouts of `weights.rs`; per-channel blocks as `ops::fold`.
 
+
+mod state;
 use super::stats::{Readback, Site};
 use super::weights::{ConvWeights, WeightGeom};
 use super::{Scratch, StepCtx};
@@ -29,9 +31,7 @@ use crate::ops::fake_quant::{
     mask_len, record_fake_quant, record_fake_quant_backward, F32Rows, FakeQuant, FakeQuantBackward,
 };
 use crate::ops::fold::{self, ScaleRefs};
-use crate::ops::optim::{self, SgdStep};
 use crate::reference::gemm_f32::Activation;
-use crate::reference::optim::{ParamKind, SgdHyper, WeightDecayScheme};
 use crate::reference::residual::Activation as Act;
 use crate::tensor::{GpuF32Tensor, Shape};
 use crate::train::conv_bn::{ConvBn, InputQuant, Precision, BN_EPS, BN_MOMENTUM};
@@ -445,59 +445,5 @@ impl GpuUnit {
         pool.give(d_out);
         pool.give(e);
         Ok(dx)
-    }
-
-    /// One SGD step on W and [γ | β].
-    pub fn record_sgd(
-        &self,
-        gpu: &Gpu,
-        enc: &mut Encoder,
-        (lr, wd, scheme): (f32, f32, WeightDecayScheme),
-        first: bool,
-    ) -> Result<()> {
-        let kind = match self.geom.kind {
-            ConvKind::Dense => ParamKind::conv(self.geom.cin),
-            ConvKind::Depthwise => ParamKind::DepthwiseWeight,
-        };
-        let w = SgdStep {
-            w: self.raw.w(),
-            grad: &self.grad_w,
-            buf: &self.mom_w,
-            first,
-            hyper: SgdHyper::f8net(lr, scheme.decay(kind, wd)),
-        };
-        optim::record(gpu, enc, &w)?;
-        let decay = scheme.decay(ParamKind::BnGamma, wd);
-        if decay != scheme.decay(ParamKind::BnBeta, wd) {
-            return Err(Error::range(
-                "gpu train",
-                format!("{scheme:?} decays γ and β differently; they share one update"),
-            ));
-        }
-        let affine = SgdStep {
-            w: &self.affine.data,
-            grad: &self.grad_affine.data,
-            buf: &self.mom_affine,
-            first,
-            hyper: SgdHyper::f8net(lr, decay),
-        };
-        optim::record(gpu, enc, &affine)
-    }
-
-    /// Parameters and state into `u` (waits for submitted work).
-    pub fn download(&self, gpu: &Gpu, u: &mut ConvBn) -> Result<()> {
-        u.weight = self.raw.to_host(&gpu.read(self.raw.w())?);
-        (u.gamma, u.beta) = self.affine.download(gpu)?;
-        (u.running_mean, u.running_var) = self.running.download(gpu)?;
-        u.running_fl = self.running_fl;
-        Ok(())
-    }
-
-    /// The momentum buffers (weight, γ, β) in host layouts.
-    pub fn download_momentum(&self, gpu: &Gpu) -> Result<[Vec<f32>; 3]> {
-        let w = self.raw.to_host(&gpu.read(&self.mom_w)?);
-        let a = gpu.read(&self.mom_affine)?;
-        let (c, cp) = (self.geom.cout, self.geom.cout.div_ceil(4) * 4);
-        Ok([w, a[..c].to_vec(), a[cp..cp + c].to_vec()])
     }
 }
