@@ -1,18 +1,16 @@
-// fold.wgsl — F8Net's folding of batch norm and the PACT scales into the weights, forward and
-// backward, for QAT on the GPU (F8NET.md §2.1, §2.3, §2.8, §4.1). Spec: src/reference/fold.rs;
-// launcher: src/ops/fold.rs. One Params for all entry points.
+// fold.wgsl — F8Net's folding of batch norm and the PACT scales into a conv unit's weights,
+// forward and backward, for QAT on the GPU (F8NET.md §2.1, §2.3, §4.1). Spec:
+// src/reference/fold.rs; launcher: src/ops/fold/conv.rs. The scales, the classifier and dα are in
+// fold_linear.wgsl; Params and the reductions in fold_common.wgsl (appended).
 //
 // Layouts. Per-channel vectors are f32 [k][CP] blocks, CP = 4·ceil(c/4), padding lanes 0:
 //   affine [γ | β], raw statistics [μ_r | v_r] (of y0r = conv(x_q, W)), running [mean | var],
-//   state [μ | σ | v | b̃] (of y0 = s_in·y0r), terms [dμ | dv | ds_in | ds_out] (conv) or
-//   [ds_in | ds_out] (classifier), d_affine [dγ | dβ].
-// Weights (f32): layout 0 = channel c's PER values at c·PER (dense OHWI rows [kh][kw][4·C4in],
-// classifier rows [4·K4]); layout 1 = value j of channel c at j·CP + c (depthwise [kh][kw][CP]).
+//   state [μ | σ | v | b̃] (of y0 = s_in·y0r), terms [dμ | dv | ds_in | ds_out], d_affine [dγ | dβ].
+// Weights (f32): layout 0 = channel c's PER values at c·PER (dense OHWI rows [kh][kw][4·C4in]);
+// layout 1 = value j of channel c at j·CP + c (depthwise [kh][kw][CP]).
 // scales f32 [nodes + 1]: s of every network node (the last entry is 1, "no scale").
-// table vec4<u32> [nodes + 1]: (kind, α index, bits of 2^F, bits of M); kind 0 → s = 1.
 // y0r, e: f32 [P][4·C4] NHWC (vec4 words).
 //
-//   fold_scales:                 alpha(0) table(1) → scales(2)         s = 2^F·|α|/M
 //   fold_conv:                   w(0) affine(1) raw(2) scales(3) → w_eff(4) b_eff(5) state(6),
 //                                running(7) (read and written)
 //   fold_conv_backward:          w(0) affine(1) state(2) scales(3) dw_eff(4) db_eff(5)
@@ -21,65 +19,25 @@
 //                                e = s_in·(dμ/m + dv·2·(s_in·y0r − μ)/m)
 //   fold_conv_backward_weight:   dw_eff(0) dw_stats(1) affine(2) state(3) scales(4) → dw(5)
 //                                dw = dW̃·(γ/σ)·s_in/s_out + dw_stats
-//   fold_linear:                 w_q(0) scales(1) → w_s(2)             w_s = s_fc·ws·W_q
-//   fold_linear_backward:        g(0) w_q(1) scales(2) → dw(3) terms(4)
-//                                dw = s_fc·ws·G, terms[row] = ws·Σ W_q·G
-//   fold_alpha_grad:             terms(0) scales(1) alpha(2) → dalpha(3) (read and written)
-//                                dα[a_in] += Σ ds_in·s_in/α, then dα[a_out] += Σ ds_out·s_out/α
-// Dispatch: per-channel entries (fold_conv, fold_conv_backward, fold_linear_backward) one
-// workgroup per channel (rows reduced by a fixed-order tree, deterministic, no atomics);
-// fold_alpha_grad one workgroup; the rest 1-D over ceil(words/WG), folded to 2-D by grid_1d.
+// Dispatch: fold_conv and fold_conv_backward one workgroup per channel (rows reduced by a
+// fixed-order tree, deterministic, no atomics); the other two 1-D over ceil(words/WG), folded to
+// 2-D by grid_1d.
 
-const WG: u32 = 64u;
-const NONE: u32 = 0xffffffffu;
-
-struct Params {
-    c: u32,         // logical output channels (classifier: class rows)
-    cp: u32,        // per-channel block stride: 4·ceil(c/4)
-    per: u32,       // weights per channel in the layout (padding lanes included)
-    arrangement: u32, // weight layout: 0 contiguous rows, 1 depthwise
-    node_in: u32,   // scales index of s_in
-    node_out: u32,  // scales index of s_out
-    alpha_in: u32,  // α of s_in (NONE: no gradient)
-    alpha_out: u32, // α of s_out (NONE: no gradient)
-    count: u32,     // pixels m of y0
-    words: u32,     // element-wise entries: elements (vec4 words for y0r) to process
-    c4: u32,        // y0r words per pixel
-    off: u32,       // fold_alpha_grad: offset of [ds_in | ds_out] in terms
-    eps: f32,
-    momentum: f32,
-    ws: f32,        // classifier: SAT factor
-    nodes: u32,     // fold_scales: table entries
-}
-
-@group(0) @binding(0) var<storage, read> alpha: array<f32>;
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(0) var<storage, read> y0r: array<vec4<f32>>;
 @group(0) @binding(0) var<storage, read> dw_eff0: array<f32>;
-@group(0) @binding(0) var<storage, read> terms_in: array<f32>;
-@group(0) @binding(0) var<storage, read> g_in: array<f32>;
-@group(0) @binding(1) var<storage, read> table: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> affine: array<f32>;
 @group(0) @binding(1) var<storage, read> state_v: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> dw_stats: array<f32>;
-@group(0) @binding(1) var<storage, read> w_q1: array<f32>;
-@group(0) @binding(1) var<storage, read> scales1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> scales_out: array<f32>;
 @group(0) @binding(2) var<storage, read> stats_in: array<f32>;   // raw (forward) or state
 @group(0) @binding(2) var<storage, read> terms_v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> affine2: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w_s: array<f32>;
-@group(0) @binding(2) var<storage, read> alpha2: array<f32>;
-@group(0) @binding(2) var<storage, read> scales2: array<f32>;
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 @group(0) @binding(3) var<storage, read> state3: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dw3: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dalpha: array<f32>;
 @group(0) @binding(4) var<storage, read_write> w_eff: array<f32>;
 @group(0) @binding(4) var<storage, read> dw_eff: array<f32>;
 @group(0) @binding(4) var<storage, read_write> e_out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> scales4: array<f32>;
-@group(0) @binding(4) var<storage, read_write> terms4: array<f32>;
 @group(0) @binding(5) var<storage, read_write> b_eff: array<f32>;
 @group(0) @binding(5) var<storage, read> db_eff: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dw5: array<f32>;
@@ -87,17 +45,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> d_affine: array<f32>;
 @group(0) @binding(7) var<storage, read_write> running: array<f32>;
 @group(0) @binding(7) var<storage, read_write> terms_out: array<f32>;
-@group(0) @binding(3) var<uniform> p3: Params;
-@group(0) @binding(4) var<uniform> p4: Params;
 @group(0) @binding(5) var<uniform> p5: Params;
 @group(0) @binding(6) var<uniform> p6: Params;
 @group(0) @binding(8) var<uniform> p8: Params;
-
-var<workgroup> red: array<f32, WG>;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
 
 // Offset of value j of channel c in the weight layout.
 fn weight_at(q: Params, c: u32, j: u32) -> u32 {
@@ -113,34 +63,6 @@ fn channel_of(q: Params, i: u32) -> u32 {
         return i / q.per;
     }
     return i % q.cp;
-}
-
-// Fixed-order tree over the workgroup; the total lands in red[0] (every invocation calls it).
-fn reduce(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-@compute @workgroup_size(WG)
-fn fold_scales(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = p3;
-    let i = gid.x;
-    if (i >= q.nodes) {
-        return;
-    }
-    let t = table[i];
-    var s = 1.0;
-    if (t.x != 0u) {
-        s = bitcast<f32>(t.z) * abs(alpha[t.y]) / bitcast<f32>(t.w);
-    }
-    scales_out[i] = s;
 }
 
 @compute @workgroup_size(WG)
@@ -247,58 +169,4 @@ fn fold_conv_backward_weight(
         d = dw_eff0[i] * gain * rho + dw_stats[i];
     }
     dw5[i] = d;
-}
-
-@compute @workgroup_size(WG)
-fn fold_linear(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let q = p3;
-    let i = flat_index(wid, nwg, lid);
-    if (i >= q.words) {
-        return;
-    }
-    w_s[i] = (scales1[q.node_in] * q.ws) * w[i];
-}
-
-@compute @workgroup_size(WG)
-fn fold_linear_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let q = p5;
-    let r = wid.x;
-    let a = scales2[q.node_in] * q.ws;
-    var acc = 0.0;
-    for (var j = lid; j < q.per; j += WG) {
-        let k = r * q.per + j;
-        let g = g_in[k];
-        dw3[k] = a * g;
-        acc += w_q1[k] * g;
-    }
-    let dot = reduce(lid, acc);
-    if (lid == 0u) {
-        terms4[r] = q.ws * dot;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn fold_alpha_grad(@builtin(local_invocation_index) lid: u32) {
-    let q = p4;
-    var a = 0.0;
-    var b = 0.0;
-    for (var c = lid; c < q.c; c += WG) {
-        a += terms_in[q.off + c];
-        b += terms_in[q.off + q.cp + c];
-    }
-    let sum_in = reduce(lid, a);
-    workgroupBarrier();
-    let sum_out = reduce(lid, b);
-    if (lid == 0u) {
-        if (q.alpha_in != NONE) {
-            dalpha[q.alpha_in] += sum_in * (scales1[q.node_in] / alpha2[q.alpha_in]);
-        }
-        if (q.alpha_out != NONE) {
-            dalpha[q.alpha_out] += sum_out * (scales1[q.node_out] / alpha2[q.alpha_out]);
-        }
-    }
 }

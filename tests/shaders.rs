@@ -76,6 +76,7 @@ fn params_structs_match_their_rust_mirrors() {
         (Shader::Optim, size_of::<optim::SgdParams>()),
         (Shader::FakeQuant, size_of::<fake_quant::FakeQuantParams>()),
         (Shader::Fold, size_of::<fold::FoldParams>()),
+        (Shader::FoldLinear, size_of::<fold::FoldParams>()),
         (Shader::SumPool, size_of::<sum_pool::SumPoolParams>()),
         (Shader::Ceiling, size_of::<ceiling::CeilingParams>()),
     ];

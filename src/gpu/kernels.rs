@@ -24,6 +24,7 @@ pub enum Shader {
     Optim,
     FakeQuant,
     Fold,
+    FoldLinear,
     SumPool,
     Ceiling,
 }
@@ -54,6 +55,19 @@ macro_rules! with_f32_tile {
     };
 }
 
+/// A fold kernel file followed by `fold_common.wgsl` (Params, reductions) and `common.wgsl`.
+macro_rules! with_fold_common {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $file)),
+            "\n",
+            include_str!("../../shaders/fold_common.wgsl"),
+            "\n",
+            include_str!("../../shaders/common.wgsl")
+        )
+    };
+}
+
 macro_rules! with_common {
     ($file:literal) => {
         concat!(
@@ -65,7 +79,7 @@ macro_rules! with_common {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Gemm,
         Shader::GemmF32,
         Shader::Conv,
@@ -82,6 +96,7 @@ impl Shader {
         Shader::Optim,
         Shader::FakeQuant,
         Shader::Fold,
+        Shader::FoldLinear,
         Shader::SumPool,
         Shader::Ceiling,
     ];
@@ -105,6 +120,7 @@ impl Shader {
             Shader::Optim => "optim.wgsl",
             Shader::FakeQuant => "fake_quant.wgsl",
             Shader::Fold => "fold.wgsl",
+            Shader::FoldLinear => "fold_linear.wgsl",
             Shader::SumPool => "sum_pool.wgsl",
             Shader::Ceiling => "ceiling.wgsl",
         }
@@ -128,7 +144,8 @@ impl Shader {
             Shader::Loss => with_common!("loss.wgsl"),
             Shader::Optim => with_common!("optim.wgsl"),
             Shader::FakeQuant => with_common!("fake_quant.wgsl"),
-            Shader::Fold => with_common!("fold.wgsl"),
+            Shader::Fold => with_fold_common!("fold.wgsl"),
+            Shader::FoldLinear => with_fold_common!("fold_linear.wgsl"),
             Shader::SumPool => with_common!("sum_pool.wgsl"),
             Shader::Ceiling => with_common!("ceiling.wgsl"),
         }
@@ -283,14 +300,14 @@ impl Kernel {
             Kernel::FakeQuant => Shader::FakeQuant,
             Kernel::FakeQuantBackward => Shader::FakeQuant,
             Kernel::TensorStats => Shader::FakeQuant,
-            Kernel::FoldScales
-            | Kernel::FoldConv
+            Kernel::FoldConv
             | Kernel::FoldConvBackward
             | Kernel::FoldConvBackwardStats
-            | Kernel::FoldConvBackwardWeight
+            | Kernel::FoldConvBackwardWeight => Shader::Fold,
+            Kernel::FoldScales
             | Kernel::FoldLinear
             | Kernel::FoldLinearBackward
-            | Kernel::FoldAlphaGrad => Shader::Fold,
+            | Kernel::FoldAlphaGrad => Shader::FoldLinear,
             Kernel::SumPool | Kernel::SumPoolBackward => Shader::SumPool,
             Kernel::CeilingDp4a | Kernel::CeilingFma | Kernel::CeilingCopy => Shader::Ceiling,
         }

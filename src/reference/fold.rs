@@ -1,6 +1,6 @@
 //! CPU spec of F8Net's folding of batch norm and the PACT scales into the weights
-//! (`shaders/fold.wgsl`, `src/ops/fold.rs`), forward and backward (F8NET.md §2.1, §2.3, §2.8,
-//! §4.1, §4.3). `train::conv_bn` and the GPU training network both compute with these formulas.
+//! (`shaders/fold.wgsl`, `shaders/fold_linear.wgsl`, `src/ops/fold/`), forward and backward
+//! (F8NET.md §2.1, §2.3, §2.8, §4.1, §4.3). `train::conv_bn` and the GPU training network both compute with these formulas.
 //!
 //! Weights are rows of `per` values per output channel (OHWI `[cout][kh][kw][cin]`, depthwise
 //! `[c][kh][kw]`); per-channel vectors have `c` values; y0 is NHWC with logical channels.

@@ -1,5 +1,5 @@
-//! The fold kernels (`shaders/fold.wgsl`) and the training pool (`shaders/sum_pool.wgsl`)
-//! against their CPU specs (`reference::fold`, `reference::sum_pool`): dense (odd channel counts,
+//! The fold kernels (`shaders/fold.wgsl`, `shaders/fold_linear.wgsl`) and the training pool
+//! (`shaders/sum_pool.wgsl`) against their CPU specs (`reference::fold`, `reference::sum_pool`): dense (odd channel counts,
 //! padded lanes), depthwise and 1×1 weight layouts, outputs poisoned with NaN. Element-wise
 //! results within F32_ATOL + F32_RTOL·|ref|; per-channel reductions over K weights (dγ, dμ, dv,
 //! the scale terms) and over channels (dα) within f32_reduction_atol(K) of the vector's largest

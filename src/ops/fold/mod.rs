@@ -1,5 +1,6 @@
-//! Launcher of `shaders/fold.wgsl`: F8Net's folding of batch norm and the PACT scales into the
-//! weights for QAT on the GPU — the scales `s = 2^F·|α|/M` from α on the GPU, the conv + BN fold
+//! Launcher of `shaders/fold.wgsl` (conv + BN; entry points in `conv.rs`) and
+//! `shaders/fold_linear.wgsl` (scales, classifier, dα; here): F8Net's folding of batch norm and
+//! the PACT scales into the weights for QAT on the GPU — the scales `s = 2^F·|α|/M` from α on the GPU, the conv + BN fold
 //! (W̃, b̃, batch statistics of y0, running statistics), its backward (dW, dγ, dβ, the μ/σ terms,
 //! the statistics' gradient e), the classifier's SAT fold and dL/dα. Spec:
 //! `src/reference/fold.rs`.
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::fixed::Signedness;
 use crate::gpu::{grid_1d, Encoder, Gpu, GpuBuffer, Kernel};
 
-/// Uniforms of fold.wgsl (same field order).
+/// Uniforms of every fold entry point (`Params` in fold_common.wgsl, same field order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FoldParams {

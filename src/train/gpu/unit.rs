@@ -15,7 +15,6 @@
 //! conv_bwd_input(e, W))·m_x; dα terms (fold_alpha_grad).
 //! Buffers are in the GPU weight layouts of `weights.rs`; per-channel blocks as `ops::fold`.
 
-
 mod state;
 use super::stats::{Readback, Site};
 use super::weights::{ConvWeights, WeightGeom};
