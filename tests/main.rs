@@ -6,6 +6,7 @@ mod cli;
 mod cli_train;
 mod common;
 mod data;
+mod data_batches;
 mod fixed_point;
 mod fraclen;
 mod kernels;
