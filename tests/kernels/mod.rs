@@ -2,6 +2,7 @@
 
 mod conv;
 mod depthwise;
+mod f32_depthwise;
 mod f32_kernels;
 mod gemm;
 mod pool;
