@@ -47,7 +47,7 @@ fn crop_with_padding_only_shifts_content() {
         for dy in 0..=2 * pad {
             for dx in 0..=2 * pad {
                 let mut out = vec![0xAA; h * w * c];
-                crop_padded(&src, &mut out, h, w, c, pad, dy, dx);
+                crop_padded(&src, &mut out, (h, w, c), pad, (dy, dx));
                 assert_eq!(
                     out,
                     naive_crop(&src, h, w, c, pad, dy, dx),
@@ -57,7 +57,7 @@ fn crop_with_padding_only_shifts_content() {
         }
         // The centre window is the identity.
         let mut out = vec![0; h * w * c];
-        crop_padded(&src, &mut out, h, w, c, pad, pad, pad);
+        crop_padded(&src, &mut out, (h, w, c), pad, (pad, pad));
         assert_eq!(out, src);
     }
 }

@@ -54,7 +54,6 @@ fn ch(cfg: &ArchConfig, c: usize) -> usize {
 }
 
 /// torchvision's `Conv2dNormActivation`: conv `{p}.0`, BN `{p}.1`, ReLU6 `{p}.2`.
-#[allow(clippy::too_many_arguments)]
 fn conv_bn_relu6(
     b: &mut Builder,
     from: usize,

@@ -34,18 +34,14 @@ impl Augment {
 }
 
 /// Copy the `h`×`w` window at `(dy, dx)` of `src` padded by `pad` zeros into `out`
-/// (`src`, `out`: `h·w·c` bytes; `dy, dx ≤ 2·pad`). Output pixel `(y, x)` is source pixel
-/// `(y + dy − pad, x + dx − pad)`, or 0 outside the source.
-#[allow(clippy::too_many_arguments)]
+/// (`src`, `out`: `h·w·c` bytes, `(h, w, c)` = `hwc`; `dy, dx ≤ 2·pad`). Output pixel `(y, x)` is
+/// source pixel `(y + dy − pad, x + dx − pad)`, or 0 outside the source.
 pub fn crop_padded(
     src: &[u8],
     out: &mut [u8],
-    h: usize,
-    w: usize,
-    c: usize,
+    (h, w, c): (usize, usize, usize),
     pad: usize,
-    dy: usize,
-    dx: usize,
+    (dy, dx): (usize, usize),
 ) {
     let row = w * c;
     for y in 0..h {
@@ -93,7 +89,7 @@ pub fn apply(
         let span = 2 * aug.pad as u64 + 1;
         let dy = rng.below(span) as usize;
         let dx = rng.below(span) as usize;
-        crop_padded(src, out, h, w, c, aug.pad, dy, dx);
+        crop_padded(src, out, (h, w, c), aug.pad, (dy, dx));
     } else {
         out.copy_from_slice(src);
     }
