@@ -5,6 +5,7 @@
 //! when it has none; the plots are real PNGs.
 
 use clap::Parser;
+use f8net::data::Split;
 use f8net::train::eval::{self, EvalArgs};
 use f8net::train::run::{self, TrainArgs};
 use std::collections::BTreeMap;
@@ -180,6 +181,16 @@ fn a_run_stopped_after_epoch_1_and_resumed_ends_like_a_straight_run() {
     let c2 = r2.checkpoint.as_ref().unwrap();
     assert!(c2.about.contains("re-estimated on 500"), "{}", c2.about);
     assert_eq!(c2.score.rate(), s.test_accuracy);
+    // The statistics themselves: re-estimating the saved network changes nothing.
+    let (saved, _) = f8net::train::rebuild::load_net(&ckpt, None, None).unwrap();
+    let mut again = saved.clone();
+    let train = eval::load_data(Some(Path::new(f8net::data::SUBSET_DIR)), Split::Train).unwrap();
+    let how = f8net::train::bn_stats::BnEstimate::DEFAULT;
+    f8net::train::bn_stats::reestimate(&mut again, &train, how).unwrap();
+    assert_eq!(
+        again, saved,
+        "the checkpoint's BN statistics are not the re-estimated ones"
+    );
     assert_eq!(r.agreement.unwrap().total, 200);
 
     // Without the rebuild metadata (an older checkpoint), --arch and --width are needed.
