@@ -328,3 +328,15 @@ fn weight_decay_scheme_follows_the_paper_per_architecture_unless_given() {
         WeightDecayScheme::All
     );
 }
+
+#[test]
+fn a_zero_bn_batch_is_refused_before_training() {
+    let out = tmp_dir("bn-batch");
+    let e = run::run(&tiny_train(&out, 1, &["--bn-batch", "0"]))
+        .unwrap_err()
+        .to_string();
+    // Refused up front (the re-estimation itself would only fail after the first epoch).
+    assert!(e.contains("--bn-batch must be at least 1 (or --bn-images 0)"), "{e}");
+    assert!(!out.join("checkpoint.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

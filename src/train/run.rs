@@ -274,6 +274,12 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     if args.stop_after == Some(0) {
         return Err(Error::range("train", "--stop-after must be at least 1"));
     }
+    if args.bn_images > 0 && args.bn_batch == 0 {
+        return Err(Error::range(
+            "train",
+            "--bn-batch must be at least 1 (or --bn-images 0)",
+        ));
+    }
     let train = load_data(args.data.as_deref(), Split::Train)?;
     let test = load_data(args.data.as_deref(), Split::Test)?;
     let mut cfg = ArchConfig::small(family).with_width(args.width);
