@@ -336,7 +336,10 @@ fn a_zero_bn_batch_is_refused_before_training() {
         .unwrap_err()
         .to_string();
     // Refused up front (the re-estimation itself would only fail after the first epoch).
-    assert!(e.contains("--bn-batch must be at least 1 (or --bn-images 0)"), "{e}");
+    assert!(
+        e.contains("--bn-batch must be at least 1 (or --bn-images 0)"),
+        "{e}"
+    );
     assert!(!out.join("checkpoint.safetensors").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
