@@ -305,28 +305,23 @@ fn plots_draw_lines_and_heat_maps() {
 fn weight_decay_scheme_follows_the_paper_per_architecture_unless_given() {
     use f8net::arch::Family;
     use f8net::reference::optim::WeightDecayScheme;
-    use run::WdScheme;
-    let out = tmp_dir("wd-scheme");
-    let auto = tiny_train(&out, 1, &[]);
-    assert_eq!(auto.wd_scheme, WdScheme::Auto);
     for family in Family::ALL {
         let want = if family == Family::MobileNetV2 {
             WeightDecayScheme::NoDepthwiseNoBn
         } else {
             WeightDecayScheme::All
         };
-        assert_eq!(auto.wd_scheme.resolve(family), want, "{family:?}");
+        assert_eq!(family.weight_decay_scheme(), want, "{family:?}");
     }
-    let given = tiny_train(&out, 1, &["--wd-scheme", "no-depthwise-no-bn"]);
-    assert_eq!(
-        given.wd_scheme.resolve(Family::ResNet18),
-        WeightDecayScheme::NoDepthwiseNoBn
-    );
-    let all = tiny_train(&out, 1, &["--wd-scheme", "all"]);
-    assert_eq!(
-        all.wd_scheme.resolve(Family::MobileNetV2),
-        WeightDecayScheme::All
-    );
+    let out = tmp_dir("wd-scheme");
+    assert_eq!(tiny_train(&out, 1, &[]).wd_scheme, None);
+    for (flag, scheme) in [
+        ("all", WeightDecayScheme::All),
+        ("no-depthwise-no-bn", WeightDecayScheme::NoDepthwiseNoBn),
+    ] {
+        let given = tiny_train(&out, 1, &["--wd-scheme", flag]);
+        assert_eq!(given.wd_scheme, Some(scheme));
+    }
 }
 
 #[test]

@@ -28,6 +28,7 @@ pub mod wiring;
 
 use crate::error::{Error, Result};
 use crate::model::float::{ConvKind, Hwc};
+use crate::reference::optim::WeightDecayScheme;
 use crate::reference::pool::pool_out_hw;
 use crate::reference::Window;
 use build::Builder;
@@ -46,6 +47,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// The weight-decay scheme of the paper's config for this family (F8NET.md §6):
+    /// `no_depthwise_no_bn` for MobileNet-V2, `all` for the others.
+    pub fn weight_decay_scheme(self) -> WeightDecayScheme {
+        match self {
+            Family::MobileNetV2 => WeightDecayScheme::NoDepthwiseNoBn,
+            _ => WeightDecayScheme::All,
+        }
+    }
+
     pub const ALL: [Family; 5] = [
         Family::ResNet18,
         Family::ResNet50,

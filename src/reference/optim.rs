@@ -40,8 +40,8 @@ impl ParamKind {
     }
 }
 
-/// `weight_decay_scheme` of the F8Net configs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// `weight_decay_scheme` of the F8Net configs (`f8net train --wd-scheme`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum WeightDecayScheme {
     /// Every tensor, BN parameters, biases and α included (ResNet-18, MobileNet-V1).
     All,

@@ -46,30 +46,6 @@ pub enum Mode {
     F8net,
 }
 
-/// Which tensors get weight decay (F8NET.md §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum WdScheme {
-    /// The paper's scheme for the architecture: no-depthwise-no-bn for MobileNet-V2, all for
-    /// the others.
-    Auto,
-    /// Every tensor, BN parameters, biases and α included (the paper's ResNet-18, MobileNet-V1).
-    All,
-    /// Only non-depthwise conv weights and the FC weight (the paper's MobileNet-V2).
-    NoDepthwiseNoBn,
-}
-
-impl WdScheme {
-    /// The scheme a run of `family` trains with.
-    pub fn resolve(self, family: Family) -> WeightDecayScheme {
-        match (self, family) {
-            (WdScheme::Auto, Family::MobileNetV2) | (WdScheme::NoDepthwiseNoBn, _) => {
-                WeightDecayScheme::NoDepthwiseNoBn
-            }
-            (WdScheme::Auto, _) | (WdScheme::All, _) => WeightDecayScheme::All,
-        }
-    }
-}
-
 /// Options of `f8net train`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
@@ -96,9 +72,10 @@ pub struct TrainArgs {
     /// Batch size of the BN re-estimation (large batches matter; see `train::bn_stats`).
     #[arg(long, default_value_t = BnEstimate::DEFAULT.batch)]
     pub bn_batch: usize,
-    /// Which tensors --wd applies to.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub wd_scheme: WdScheme,
+    /// Which tensors --wd applies to [default: the paper's scheme for --arch, no-depthwise-no-bn
+    /// for MobileNet-V2 and all for the others].
+    #[arg(long, value_enum)]
+    pub wd_scheme: Option<WeightDecayScheme>,
     #[arg(long, value_enum, default_value = "f8net")]
     pub mode: Mode,
     /// IDX files or an image-folder data set (default: Fashion-MNIST, see `data::fashion_mnist`).
@@ -270,7 +247,9 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
 /// the current position and the summary says where the run stopped.
 pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     let family = Family::parse(&args.arch)?;
-    let wd_scheme = args.wd_scheme.resolve(family);
+    let wd_scheme = args
+        .wd_scheme
+        .unwrap_or_else(|| family.weight_decay_scheme());
     if args.stop_after == Some(0) {
         return Err(Error::range("train", "--stop-after must be at least 1"));
     }
