@@ -190,7 +190,7 @@ fn zero_images_keep_the_statistics_and_a_zero_batch_is_refused() {
         batch: 0,
     };
     let e = reestimate(&mut n, &d, bad).unwrap_err().to_string();
-    assert!(e.contains("batch size"), "{e}");
+    assert!(e.contains("--bn-batch"), "{e}");
     assert_eq!(n, net);
     // A data set smaller than the batch is one batch of all of it.
     let all = BnEstimate {

@@ -325,16 +325,31 @@ fn weight_decay_scheme_follows_the_paper_per_architecture_unless_given() {
 }
 
 #[test]
-fn a_zero_bn_batch_is_refused_before_training() {
+fn a_zero_bn_batch_is_refused_before_any_work() {
     let out = tmp_dir("bn-batch");
-    let e = run::run(&tiny_train(&out, 1, &["--bn-batch", "0"]))
-        .unwrap_err()
-        .to_string();
-    // Refused up front (the re-estimation itself would only fail after the first epoch).
-    assert!(
-        e.contains("--bn-batch must be at least 1 (or --bn-images 0)"),
-        "{e}"
-    );
+    // A missing data folder would be the first error if the settings were checked later.
+    let missing = out.join("no-such-data");
+    let train = tiny_train(&out, 1, &["--bn-batch", "0"]);
+    let train = TrainArgs {
+        data: Some(missing.clone()),
+        ..train
+    };
+    let e = run::run(&train).unwrap_err().to_string();
+    assert!(e.contains("--bn-batch must be at least 1"), "{e}");
     assert!(!out.join("checkpoint.safetensors").exists());
+    let eval_args = EvalArgs {
+        checkpoint: Some(out.join("missing.safetensors")),
+        model: None,
+        data: Some(missing),
+        arch: None,
+        width: None,
+        cpu: true,
+        json: false,
+        export: None,
+        bn_images: 100,
+        bn_batch: 0,
+    };
+    let e = eval::run(&eval_args, None).unwrap_err().to_string();
+    assert!(e.contains("--bn-batch must be at least 1"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -33,19 +33,32 @@ impl BnEstimate {
         images: 10_000,
         batch: 250,
     };
+
+    /// The settings of `--bn-images` and `--bn-batch`, checked (`train` and `eval` call this
+    /// before any work, so a bad value fails at once).
+    pub fn new(images: usize, batch: usize) -> Result<BnEstimate> {
+        let how = BnEstimate { images, batch };
+        how.check()?;
+        Ok(how)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.images > 0 && self.batch == 0 {
+            return Err(Error::range(
+                "bn_stats",
+                "--bn-batch must be at least 1 (or --bn-images 0)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Re-estimate `net`'s BN running statistics on `data` (see the module docs); returns the
 /// number of images used (0: nothing changed).
 pub fn reestimate(net: &mut Net, data: &Dataset, how: BnEstimate) -> Result<usize> {
+    how.check()?;
     if how.images == 0 {
         return Ok(0);
-    }
-    if how.batch == 0 {
-        return Err(Error::range(
-            "bn_stats",
-            "the batch size must be at least 1",
-        ));
     }
     let batch = how.batch.min(how.images).min(data.len().max(1));
     let mut loader = Loader::new(data, LoaderConfig::eval(batch))?;

@@ -304,6 +304,7 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
             "nothing to evaluate: give --checkpoint FILE and/or --model FILE",
         ));
     }
+    let bn = BnEstimate::new(args.bn_images, args.bn_batch)?;
     // Models first: a bad file fails before the data set is read.
     let model = match &args.model {
         Some(p) => Some((p, file::load(p)?)),
@@ -329,13 +330,9 @@ pub fn run(args: &EvalArgs, gpu: Option<&Gpu>) -> Result<EvalReport> {
     if let Some(path) = &args.checkpoint {
         let (mut net, spec, mut about) =
             load_checkpoint(path, args.arch.as_deref(), args.width, &test)?;
-        let how = BnEstimate {
-            images: args.bn_images,
-            batch: args.bn_batch,
-        };
-        if how.images > 0 {
+        if bn.images > 0 {
             let train = load_data(args.data.as_deref(), Split::Train)?;
-            let used = bn_stats::reestimate(&mut net, &train, how)?;
+            let used = bn_stats::reestimate(&mut net, &train, bn)?;
             about += &format!(", BN statistics re-estimated on {used} training images");
         }
         if let Some(out) = &args.export {

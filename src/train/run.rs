@@ -253,12 +253,7 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     if args.stop_after == Some(0) {
         return Err(Error::range("train", "--stop-after must be at least 1"));
     }
-    if args.bn_images > 0 && args.bn_batch == 0 {
-        return Err(Error::range(
-            "train",
-            "--bn-batch must be at least 1 (or --bn-images 0)",
-        ));
-    }
+    let bn = BnEstimate::new(args.bn_images, args.bn_batch)?;
     let train = load_data(args.data.as_deref(), Split::Train)?;
     let test = load_data(args.data.as_deref(), Split::Test)?;
     let mut cfg = ArchConfig::small(family).with_width(args.width);
@@ -400,12 +395,8 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
         }
         progress.finish();
         stepper.sync(&mut net)?;
-        let how = BnEstimate {
-            images: args.bn_images,
-            batch: args.bn_batch,
-        };
         let bn_start = Instant::now();
-        let used = bn_stats::reestimate(&mut net, &train, how)?;
+        let used = bn_stats::reestimate(&mut net, &train, bn)?;
         if used > 0 {
             eprintln!(
                 "BN statistics re-estimated on {used} training images ({:.1} s)",
