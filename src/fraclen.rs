@@ -26,7 +26,12 @@ pub fn unbiased_std(xs: &[f32]) -> f32 {
 /// F8Net `metric2fraclen` with the std metric: `clamp(floor(log2(coeff / σ)), 0, 8 − signed)`.
 /// σ = 0 (or NaN-free underflow) gives the largest FL.
 pub fn fl_from_std(std: f32, signedness: Signedness) -> i32 {
-    let max = FlRange::Paper.max_fl(signedness);
+    fl_from_std_in(std, signedness, FlRange::Paper)
+}
+
+/// `fl_from_std` clamped to `range` instead of the paper's (per-channel weight formats).
+pub fn fl_from_std_in(std: f32, signedness: Signedness, range: FlRange) -> i32 {
+    let max = range.max_fl(signedness);
     if std <= 0.0 || std.is_nan() {
         return max;
     }

@@ -178,13 +178,72 @@ fn conv_bn_fixed_point_forward_uses_f8net_formats() {
     let fl = f8net::fraclen::fl_from_std(sigma, Signedness::Unsigned);
     assert_eq!(saved.x_fl, Some(fl));
     assert!((case.unit.running_fl.value - (0.9 * before + 0.1 * fl as f32)).abs() < 1e-6);
-    assert!((0..=7).contains(&saved.w_fl));
+    assert_eq!(saved.w_fl.len(), 5);
+    assert!(saved
+        .w_fl
+        .iter()
+        .all(|&f| f == saved.w_fl[0] && (0..=7).contains(&f)));
     // Eval mode reproduces the folded BN with running statistics (finite, same shape).
     let eval = case
         .unit
         .forward_eval(&case.x, case.shape, 1.0, 1.0, Precision::Fixed)
         .unwrap();
     assert_eq!(eval.len(), out.len());
+}
+
+/// `WeightFormat::PerChannel`: every output channel's FL is the σ rule on its own row of W̃, in
+/// 0..=15 and capped at `MAX_ACC_FL − FL_x`; the integer codes are that row at that FL.
+#[test]
+fn per_channel_weight_formats_follow_each_rows_sigma() {
+    use f8net::fixed::Format;
+    use f8net::reference::fold::fold_forward;
+    use f8net::train::conv_bn::{WeightFormat, MAX_ACC_FL};
+    for (kind, x_fl) in [
+        (ConvKind::Dense, 8.0),
+        (ConvKind::Depthwise, 3.0),
+        (ConvKind::Dense, 0.0),
+    ] {
+        let input = InputQuant::Quantized(Signedness::Unsigned);
+        let mut case = Case::new(9, kind, input, Window::same(3, 1, 5, 6));
+        // Rows 2^-c apart in scale, so the channels want different FLs.
+        let cout = case.unit.cout;
+        case.unit.gamma = (0..cout)
+            .map(|c| 40.0 * (-(c as f32) * 1.5).exp2())
+            .collect();
+        case.unit.running_fl.value = x_fl;
+        case.unit.weight_format = WeightFormat::PerChannel;
+        let (s_in, s_out) = (0.7, 1.3);
+        let u = case.unit.integer_eval(s_in, s_out).unwrap();
+        let w_eff = fold_forward(
+            &case.unit.weight,
+            &case.unit.gamma,
+            &case.unit.beta,
+            &case.unit.running_stats(),
+            s_in,
+            s_out,
+        )
+        .unwrap()
+        .w_eff;
+        let per = w_eff.len() / cout;
+        let want: Vec<i32> = w_eff
+            .chunks(per)
+            .map(|row| {
+                let sd = f8net::fraclen::unbiased_std(row);
+                let fl = (40.0 / sd).log2().floor() as i32;
+                fl.clamp(0, 15).min(MAX_ACC_FL - x_fl as i32).max(0)
+            })
+            .collect();
+        assert_eq!(u.weight_fl, want, "{kind:?} x_fl {x_fl}");
+        let mut distinct = want.clone();
+        distinct.dedup();
+        assert!(distinct.len() > 2, "{kind:?}: {want:?}");
+        for (c, row) in w_eff.chunks(per).enumerate() {
+            let f = Format::with_range(Signedness::Signed, want[c], f8net::fixed::FlRange::Wide)
+                .unwrap();
+            let codes: Vec<i32> = row.iter().map(|&v| f.quantize(v)).collect();
+            assert_eq!(u.codes[c * per..(c + 1) * per], codes[..], "channel {c}");
+        }
+    }
 }
 
 mod classifier {
@@ -328,7 +387,7 @@ fn clearing_dead_channels_keeps_the_function_and_frees_the_weight_fl() {
     let (_, _, fl0) = run(&mut case.unit.clone(), Precision::Fixed);
     let (_, _, fl1) = run(&mut cleared, Precision::Fixed);
     assert!(
-        fl1 > fl0,
-        "weight FL {fl0} with the dead channel, {fl1} without"
+        fl1[0] > fl0[0],
+        "weight FL {fl0:?} with the dead channel, {fl1:?} without"
     );
 }

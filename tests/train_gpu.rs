@@ -67,10 +67,18 @@ fn check_formats(
     label: &str,
     step: usize,
     net: &Net,
-    cpu: &[Option<(Option<i32>, i32)>],
+    cpu: &[Option<(Option<i32>, Vec<i32>)>],
     gpu: &[Option<NodeFormats>],
 ) {
     for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+        // The GPU trains per-layer weight formats: one FL, every channel's on the CPU.
+        let c = &c.as_ref().map(|(x, w)| {
+            assert!(
+                w.iter().all(|&f| f == w[0]),
+                "node {i}: per-channel FLs {w:?}"
+            );
+            (*x, w[0])
+        });
         let g = g.map(|f| (f.x_fl, f.w_fl));
         if *c == g {
             continue;

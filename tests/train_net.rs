@@ -9,7 +9,7 @@ use f8net::reference::optim::WeightDecayScheme;
 use f8net::reference::residual::Activation;
 use f8net::reference::Window;
 use f8net::tensor::Shape;
-use f8net::train::conv_bn::{ConvBn, InputQuant, Precision};
+use f8net::train::conv_bn::{ConvBn, InputQuant, Precision, WeightFormat};
 use f8net::train::linear::Classifier;
 use f8net::train::net::{Net, Node};
 
@@ -162,8 +162,15 @@ fn sgd_steps_lower_the_loss() {
 
 #[test]
 fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
+    for format in [WeightFormat::PerLayer, WeightFormat::PerChannel] {
+        export_agrees(format);
+    }
+}
+
+fn export_agrees(format: WeightFormat) {
     use f8net::model::{file, run_cpu, run_gpu::GpuModel};
     let mut net = tiny(Precision::Fixed);
+    net.set_weight_format(format);
     let mut rng = Rng::new(5);
     for _ in 0..30 {
         let (x, y) = batch(&mut rng, 16);
@@ -172,6 +179,26 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
         net.sgd(&g, 0.05, 4e-5, WeightDecayScheme::All).unwrap();
     }
     let model = f8net::train::export::export(&net, "tiny").unwrap();
+    // The per-channel export keeps one FL per channel (the trained units differ across channels).
+    let distinct = |l: &f8net::model::int::IntLayer| {
+        let mut v = l.weight_fl.clone();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let most = model
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            f8net::model::int::IntNode::Conv { layer, .. } => Some(distinct(layer)),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    match format {
+        WeightFormat::PerLayer => assert_eq!(most, 1),
+        WeightFormat::PerChannel => assert!(most > 1, "{format:?}: one FL per layer"),
+    }
     let bytes = file::to_bytes(&model).unwrap();
     // Saved again, the model is the same file (each save builds its metadata map afresh).
     for _ in 0..8 {
@@ -194,7 +221,9 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
             max_diff = max_diff.max((e[c] - i[c] as f32 * (-fl as f32).exp2()).abs());
         }
     }
-    eprintln!("export agreement: {same}/{n} same top-1, max logit difference {max_diff}");
+    eprintln!(
+        "{format:?} export agreement: {same}/{n} same top-1, max logit difference {max_diff}"
+    );
     assert!(same as f64 >= 0.995 * n as f64, "{same}/{n}");
     // Only rounding of the int32 biases and of activations on a rounding boundary may differ.
     assert!(max_diff < 0.05, "max logit difference {max_diff}");
@@ -232,8 +261,19 @@ mod checkpoints {
 
     #[test]
     fn resume_equals_uninterrupted_training() {
-        let d = dir("resume");
+        resume_equals_uninterrupted(WeightFormat::PerLayer);
+        // The checkpoint records the weight format: a per-layer network loading it takes it.
+        resume_equals_uninterrupted(WeightFormat::PerChannel);
+    }
+
+    fn resume_equals_uninterrupted(format: WeightFormat) {
+        let d = dir(&format!("resume-{}", format.name()));
         let path = d.join("ckpt.safetensors");
+        let tiny = |p| {
+            let mut n = super::tiny(p);
+            n.set_weight_format(format);
+            n
+        };
         // Uninterrupted: 6 steps.
         let mut a = tiny(Precision::Fixed);
         let mut rng_a = Rng::new(77);
@@ -248,9 +288,10 @@ mod checkpoints {
         let again = d.join("again.safetensors");
         checkpoint::save(&b, &extra.clone().into_iter().collect(), &again).unwrap();
         assert!(std::fs::read(&path).unwrap() == std::fs::read(&again).unwrap());
-        let mut c = tiny(Precision::Fixed);
+        let mut c = super::tiny(Precision::Fixed);
         let meta = checkpoint::load(&mut c, &path).unwrap();
         assert_eq!(meta["data.rng"], "kept by the caller");
+        assert_eq!(c.weight_format(), format);
         assert_eq!(c, b);
         let rest = steps(&mut c, &mut rng_b, 3);
         assert_eq!([first, rest].concat(), all, "losses after resuming");

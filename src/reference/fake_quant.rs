@@ -9,7 +9,7 @@
 //! stays NaN). Backward: `grad_in = grad_out · mask`. Element-wise, so any layout.
 
 use crate::error::{Error, Result};
-use crate::fixed::{Format, Signedness};
+use crate::fixed::{FlRange, Format, Signedness};
 use crate::reference::quantize::check_format;
 
 /// Fake-quantized values and the straight-through mask (true = the gradient passes).
@@ -35,6 +35,33 @@ pub fn fix_quant(x: &[f32], format: Format) -> Result<FakeQuantOutput> {
             .map(|&v| ste_mask((v * scale).round_ties_even(), format))
             .collect(),
     })
+}
+
+/// `fix_quant` of signed weights row by row: row `c` (of `x.len() / fls.len()` values) at FL
+/// `fls[c]`, FLs in `FlRange::Wide` (per-channel weight formats).
+pub fn fix_quant_rows(x: &[f32], fls: &[i32]) -> Result<FakeQuantOutput> {
+    if fls.is_empty() || x.len() % fls.len() != 0 {
+        return Err(Error::shape(
+            "fix_quant_rows",
+            format!("{} values for {} rows", x.len(), fls.len()),
+        ));
+    }
+    let per = x.len() / fls.len();
+    let mut out = FakeQuantOutput {
+        values: Vec::with_capacity(x.len()),
+        mask: Vec::with_capacity(x.len()),
+    };
+    for (row, &fl) in x.chunks(per).zip(fls) {
+        let format = Format::with_range(Signedness::Signed, fl, FlRange::Wide)
+            .map_err(|e| Error::range("fix_quant_rows", e.to_string()))?;
+        let scale = (fl as f32).exp2();
+        out.values.extend(row.iter().map(|&v| format.fake_quant(v)));
+        out.mask.extend(
+            row.iter()
+                .map(|&v| ste_mask((v * scale).round_ties_even(), format)),
+        );
+    }
+    Ok(out)
 }
 
 /// `fix_quant` in floating mode (no rounding, the clamps and masks remain).

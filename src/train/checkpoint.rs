@@ -8,7 +8,7 @@
 //! network ([`RunInfo`]: `f8net.arch`, `f8net.width`, `f8net.mode`, `f8net.input_{h,w,c}`,
 //! `f8net.classes`), so `f8net eval --checkpoint` needs no flags.
 
-use super::conv_bn::Precision;
+use super::conv_bn::{Precision, WeightFormat};
 use super::net::{Net, Node};
 use crate::error::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -216,6 +216,10 @@ pub fn save(net: &Net, extra: &HashMap<String, String>, path: &Path) -> Result<(
     meta.insert("f8net.step".into(), step.to_string());
     meta.insert("f8net.precision".into(), format!("{:?}", copy.precision));
     meta.insert(
+        WEIGHT_FORMAT_KEY.into(),
+        copy.weight_format().name().to_string(),
+    );
+    meta.insert(
         "f8net.momentum_tensors".into(),
         copy.momentum.len().to_string(),
     );
@@ -232,7 +236,24 @@ pub fn save(net: &Net, extra: &HashMap<String, String>, path: &Path) -> Result<(
     crate::io::write_atomic(path, &bytes)
 }
 
-/// Load a checkpoint into `net` (same architecture and precision) to resume training; returns
+/// The metadata key of the weight format (`per-layer` when absent: files before it existed).
+pub const WEIGHT_FORMAT_KEY: &str = "f8net.weight_format";
+
+/// The weight format a checkpoint's metadata records.
+pub fn weight_format(info: &HashMap<String, String>, path: &Path) -> Result<WeightFormat> {
+    match info.get(WEIGHT_FORMAT_KEY) {
+        None => Ok(WeightFormat::PerLayer),
+        Some(v) => WeightFormat::parse(v).ok_or_else(|| {
+            Error::file(
+                path.display(),
+                format!("metadata {WEIGHT_FORMAT_KEY} = {v:?} (per-layer or per-channel)"),
+            )
+        }),
+    }
+}
+
+/// Load a checkpoint into `net` (same architecture and precision, and the weight format it
+/// records) to resume training or evaluate; returns
 /// the file's metadata (the caller's extra state). Nothing in `net` changes unless the whole file
 /// is valid.
 pub fn load(net: &mut Net, path: &Path) -> Result<HashMap<String, String>> {
@@ -283,6 +304,9 @@ fn read(net: &mut Net, path: &Path, purpose: Purpose) -> Result<HashMap<String, 
         .ok_or_else(|| bad("no step".into()))?;
     let mut next = net.clone();
     next.step = step;
+    if purpose == Purpose::Resume {
+        next.set_weight_format(weight_format(&info, path)?);
+    }
     let momentum = if purpose == Purpose::Init {
         0
     } else {

@@ -23,8 +23,8 @@
 //! finite differences.
 
 use crate::error::{Error, Result};
-use crate::fixed::{bias_on_grid, Format, Signedness};
-use crate::fraclen::{fl_from_std, unbiased_std, RunningFl};
+use crate::fixed::{bias_on_grid, FlRange, Format, Signedness};
+use crate::fraclen::{fl_from_std, fl_from_std_in, unbiased_std, RunningFl};
 use crate::model::float::ConvKind;
 use crate::reference::batchnorm::batch_stats;
 use crate::reference::conv_f32::{
@@ -33,7 +33,9 @@ use crate::reference::conv_f32::{
 use crate::reference::depthwise_f32::{
     depthwise_f32, depthwise_f32_backward_input, depthwise_f32_backward_weight,
 };
-use crate::reference::fake_quant::{fix_quant, fix_quant_backward, fix_quant_floating};
+use crate::reference::fake_quant::{
+    fix_quant, fix_quant_backward, fix_quant_floating, fix_quant_rows,
+};
 use crate::reference::fold::{
     fold_backward, fold_forward, fold_stats, fold_stats_backward, update_running, FoldBackward,
     FoldStats,
@@ -69,6 +71,56 @@ pub enum Precision {
     Fixed,
 }
 
+/// How the folded weight W̃ gets its fractional length (F8NET.md §3.3, §3.5 `format_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightFormat {
+    /// The paper's rule: one FL per layer from σ(W̃), FL in 0..=7.
+    #[default]
+    PerLayer,
+    /// One FL per output channel from the σ of that channel's row of W̃ (the official code's
+    /// `format_type: per_channel`), in 0..=15 (`FlRange::Wide`) and at most
+    /// `MAX_ACC_FL − FL_x`. Still int8 codes and shifts only: the export writes the unit's
+    /// int32 output at `FL_x + max FL_w` by exact left shifts, which the cap keeps far from
+    /// int32 overflow (|value| < 2^15 in the output's units).
+    PerChannel,
+}
+
+/// The largest accumulator FL (`FL_x + FL_w`) a per-channel weight format may reach.
+pub const MAX_ACC_FL: i32 = 16;
+
+impl WeightFormat {
+    /// The command-line and metadata name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::PerLayer => "per-layer",
+            WeightFormat::PerChannel => "per-channel",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<WeightFormat> {
+        [WeightFormat::PerLayer, WeightFormat::PerChannel]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
+    /// The weight FL of every output channel of `w_eff` (`cout` rows of equal length) for an
+    /// input at FL `x_fl`.
+    pub fn fls(self, w_eff: &[f32], cout: usize, x_fl: i32) -> Vec<i32> {
+        match self {
+            WeightFormat::PerLayer => {
+                vec![fl_from_std(unbiased_std(w_eff), Signedness::Signed); cout]
+            }
+            WeightFormat::PerChannel => w_eff
+                .chunks(w_eff.len() / cout.max(1))
+                .map(|row| {
+                    let fl = fl_from_std_in(unbiased_std(row), Signedness::Signed, FlRange::Wide);
+                    fl.min(MAX_ACC_FL - x_fl).max(0)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A conv + BN unit: its geometry, parameters and running state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvBn {
@@ -85,6 +137,7 @@ pub struct ConvBn {
     pub running_var: Vec<f32>,
     /// Running average of the input FL (§3.4).
     pub running_fl: RunningFl,
+    pub weight_format: WeightFormat,
 }
 
 /// What the backward pass needs from the forward pass.
@@ -103,7 +156,8 @@ pub struct Saved {
     s_out: f32,
     /// The formats used this step (for logging and FL plots).
     pub x_fl: Option<i32>,
-    pub w_fl: i32,
+    /// Weight FL per output channel (all equal for `WeightFormat::PerLayer`).
+    pub w_fl: Vec<i32>,
 }
 
 impl Saved {
@@ -121,7 +175,8 @@ pub struct IntegerUnit {
     pub input: Option<Format>,
     /// int8 weight codes, the unit's weight layout.
     pub codes: Vec<i32>,
-    pub weight_fl: i32,
+    /// Weight FL per output channel.
+    pub weight_fl: Vec<i32>,
     /// The folded bias b̃ in the output's units (float; the export rounds it at FL_x + FL_w).
     pub bias: Vec<f32>,
 }
@@ -149,7 +204,7 @@ struct Folded {
     w_q: Vec<f32>,
     w_mask: Vec<bool>,
     b_eff: Vec<f32>,
-    w_fl: i32,
+    w_fl: Vec<i32>,
 }
 
 impl ConvBn {
@@ -176,6 +231,7 @@ impl ConvBn {
             running_mean: vec![0.0; cout],
             running_var: vec![1.0; cout],
             running_fl: RunningFl::default(),
+            weight_format: WeightFormat::PerLayer,
         }
     }
 
@@ -276,18 +332,19 @@ impl ConvBn {
 
     /// Fold BN (the statistics of y0) and the scales into the weights and bias
     /// (`reference::fold`), then quantize the weights.
+    /// `x_fl` is the input's FL this pass (it caps per-channel weight FLs).
     fn fold(
         &self,
         stats: &FoldStats,
-        s_in: f32,
-        s_out: f32,
+        (s_in, s_out): (f32, f32),
         precision: Precision,
+        x_fl: i32,
     ) -> Result<Folded> {
         let f = fold_forward(&self.weight, &self.gamma, &self.beta, stats, s_in, s_out)?;
         let w_eff = f.w_eff;
-        let (fl, q) = match precision {
+        let (fls, q) = match precision {
             Precision::Float => (
-                7,
+                vec![7; self.cout],
                 fix_quant_floating(
                     &w_eff,
                     Format {
@@ -297,24 +354,16 @@ impl ConvBn {
                 )?,
             ),
             Precision::Fixed => {
-                let fl = fl_from_std(unbiased_std(&w_eff), Signedness::Signed);
-                (
-                    fl,
-                    fix_quant(
-                        &w_eff,
-                        Format {
-                            signedness: Signedness::Signed,
-                            fl,
-                        },
-                    )?,
-                )
+                let fls = self.weight_format.fls(&w_eff, self.cout, x_fl);
+                let q = fix_quant_rows(&w_eff, &fls)?;
+                (fls, q)
             }
         };
         Ok(Folded {
             w_q: q.values,
             w_mask: q.mask,
             b_eff: f.b_eff,
-            w_fl: fl,
+            w_fl: fls,
         })
     }
 
@@ -356,7 +405,7 @@ impl ConvBn {
             w_mask,
             b_eff,
             w_fl,
-        } = self.fold(&stats, s_in, s_out, precision)?;
+        } = self.fold(&stats, (s_in, s_out), precision, x_fl.unwrap_or(IMAGE_FL))?;
         let out = Self::add_bias(self.conv(&x_q, shape, &w_q)?, &b_eff);
         let saved = Saved {
             shape,
@@ -394,8 +443,12 @@ impl ConvBn {
         // Fixed point adds the bias as the integer model does: int32 at FL_x + FL_w (§2.4).
         let b: Vec<f32> = match precision {
             Precision::Fixed => {
-                let acc_fl = fl.unwrap_or(IMAGE_FL) + f.w_fl;
-                f.b_eff.iter().map(|&b| bias_on_grid(b, acc_fl)).collect()
+                let x_fl = fl.unwrap_or(IMAGE_FL);
+                f.b_eff
+                    .iter()
+                    .zip(&f.w_fl)
+                    .map(|(&b, w_fl)| bias_on_grid(b, x_fl + w_fl))
+                    .collect()
             }
             Precision::Float => f.b_eff,
         };
@@ -404,7 +457,11 @@ impl ConvBn {
 
     /// BN folded with the running statistics and the weights quantized, as at eval.
     fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
-        self.fold(&self.running_stats(), s_in, s_out, precision)
+        let x_fl = match self.input {
+            InputQuant::Quantized(s) => self.running_fl.current(s),
+            InputQuant::Fixed => IMAGE_FL,
+        };
+        self.fold(&self.running_stats(), (s_in, s_out), precision, x_fl)
     }
 
     /// The BN running statistics as the fold reads them (σ = √(var + eps)).
@@ -425,11 +482,15 @@ impl ConvBn {
     /// very numbers `forward_eval` computes with.
     pub fn integer_eval(&self, s_in: f32, s_out: f32) -> Result<IntegerUnit> {
         let f = self.fold_eval(s_in, s_out, Precision::Fixed)?;
-        let step = (f.w_fl as f32).exp2();
+        let per = self.per_out();
         let codes = f
             .w_q
-            .iter()
-            .map(|v| (v * step).round_ties_even() as i32)
+            .chunks(per)
+            .zip(&f.w_fl)
+            .flat_map(|(row, &fl)| {
+                let step = (fl as f32).exp2();
+                row.iter().map(move |v| (v * step).round_ties_even() as i32)
+            })
             .collect();
         let x = match self.input {
             InputQuant::Quantized(s) => Some(Format {

@@ -14,23 +14,31 @@ use crate::reference::pool::avgpool_shift;
 use crate::reference::residual::Activation;
 use crate::reference::{EpilogueSpec, OutputKind};
 
-fn layer(name: &str, codes: Vec<i32>, weight_fl: i32, bias: &[f32], x_fl: i32) -> IntLayer {
-    let n = bias.len();
+/// An int32-output layer with weight FLs `weight_fl` (one per channel): biases at
+/// `FL_x + FL_w[c]`, the output at `FL_x + max FL_w` (left shifts, exact; 0 for one FL).
+fn layer(name: &str, codes: Vec<i32>, weight_fl: Vec<i32>, bias: &[f32], x_fl: i32) -> IntLayer {
+    let top = weight_fl.iter().copied().max().unwrap_or(0);
     IntLayer {
         name: name.to_string(),
         weight: codes,
-        weight_fl: vec![weight_fl; n],
         ep: EpilogueSpec {
             bias: bias
                 .iter()
-                .map(|&b| bias_code(b, x_fl + weight_fl))
+                .zip(&weight_fl)
+                .map(|(&b, fl)| bias_code(b, x_fl + fl))
                 .collect(),
-            shift: vec![0; n],
+            shift: weight_fl.iter().map(|fl| fl - top).collect(),
             output: OutputKind::Int32,
             clamp_lo: -i32::MAX,
             clamp_hi: i32::MAX,
         },
+        weight_fl,
     }
+}
+
+/// The FL of a `layer`'s int32 output.
+fn out_fl(l: &IntLayer, x_fl: i32) -> i32 {
+    x_fl + l.weight_fl[0] - l.ep.shift[0]
 }
 
 /// The integer model of `net` (trained in `Precision::Fixed`).
@@ -85,6 +93,7 @@ pub fn export(net: &Net, name: &str) -> Result<IntModel> {
                 if *act == Activation::Relu {
                     l.ep.clamp_lo = 0;
                 }
+                let fl = out_fl(&l, x_format.fl);
                 let node = IntNode::Conv {
                     input: x,
                     kind: unit.kind,
@@ -93,7 +102,7 @@ pub fn export(net: &Net, name: &str) -> Result<IntModel> {
                     window: unit.window,
                     layer: l,
                 };
-                (node, x_format.fl + u.weight_fl)
+                (node, fl)
             }
             Node::Add { a, b, relu } => {
                 let act = if *relu {
@@ -131,7 +140,13 @@ pub fn export(net: &Net, name: &str) -> Result<IntModel> {
                 let weight = fc.weight.iter().map(|&w| wf.quantize(w)).collect();
                 let div = net.node_scale(i) * fc.sat_scale(super::conv_bn::Precision::Fixed);
                 let bias: Vec<f32> = fc.bias.iter().map(|b| b / div).collect();
-                let l = layer("classifier", weight, wf.fl, &bias, x_format.fl);
+                let l = layer(
+                    "classifier",
+                    weight,
+                    vec![wf.fl; fc.classes],
+                    &bias,
+                    x_format.fl,
+                );
                 (
                     IntNode::Linear {
                         input: x,

@@ -11,7 +11,7 @@
 //! Tensors are NHWC f32 with logical channels; tensor 0 is the input (pixel k as k/256);
 //! node i produces tensor i + 1.
 
-use super::conv_bn::{self, ConvBn, InputQuant, Precision};
+use super::conv_bn::{self, ConvBn, InputQuant, Precision, WeightFormat};
 use super::linear::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::fixed::Signedness;
@@ -95,14 +95,15 @@ impl Forward {
             .collect()
     }
 
-    /// The formats each node used: (input FL — None for the fixed 8-bit image — and weight FL)
+    /// The formats each node used: (input FL — None for the fixed 8-bit image — and the weight
+    /// FL of every output channel)
     /// for conv units and the classifier, None for other nodes.
-    pub fn formats(&self) -> Vec<Option<(Option<i32>, i32)>> {
+    pub fn formats(&self) -> Vec<Option<(Option<i32>, Vec<i32>)>> {
         self.saved
             .iter()
             .map(|s| match s {
-                Saved::Conv(c) => Some((c.x_fl, c.w_fl)),
-                Saved::Classifier(c) => Some((Some(c.x_fl), c.w_fl)),
+                Saved::Conv(c) => Some((c.x_fl, c.w_fl.clone())),
+                Saved::Classifier(c) => Some((Some(c.x_fl), vec![c.w_fl])),
                 Saved::None => None,
             })
             .collect()
@@ -110,6 +111,26 @@ impl Forward {
 }
 
 impl Net {
+    /// The weight format of the conv units (all share one).
+    pub fn weight_format(&self) -> WeightFormat {
+        self.nodes
+            .iter()
+            .find_map(|n| match n {
+                Node::Conv { unit, .. } => Some(unit.weight_format),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Set every conv unit's weight format.
+    pub fn set_weight_format(&mut self, format: WeightFormat) {
+        for n in self.nodes.iter_mut() {
+            if let Node::Conv { unit, .. } = n {
+                unit.weight_format = format;
+            }
+        }
+    }
+
     /// The scale of node `i` (1 for nodes without a quantized input).
     fn scale(&self, i: usize) -> f32 {
         match &self.nodes[i] {

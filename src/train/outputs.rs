@@ -37,7 +37,15 @@ pub fn columns(csv: &str) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Input FL (the rounded running FL used at eval; 8 for the image), weight FL at eval and the
+/// The lower median of per-channel FLs (the FL itself for a per-layer format).
+fn median(fls: &[i32]) -> i32 {
+    let mut v = fls.to_vec();
+    v.sort_unstable();
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+}
+
+/// Input FL (the rounded running FL used at eval; 8 for the image), weight FL at eval (the
+/// median over channels for a per-channel format) and the
 /// running input FL of every conv unit and the classifier, as `fl.csv` rows of `epoch`.
 pub fn fl_rows(net: &Net, epoch: u64) -> Result<String> {
     let mut s = String::new();
@@ -53,7 +61,7 @@ pub fn fl_rows(net: &Net, epoch: u64) -> Result<String> {
                 (
                     unit.name.as_str(),
                     u.input.map_or(8, |f| f.fl),
-                    u.weight_fl,
+                    median(&u.weight_fl),
                     running,
                 )
             }

@@ -18,7 +18,7 @@
 use super::backend::{self, Backend, Stepper};
 use super::bn_stats::{self, BnEstimate};
 use super::checkpoint::{self, RunInfo};
-use super::conv_bn::Precision;
+use super::conv_bn::{Precision, WeightFormat};
 use super::eval::{accuracy, evaluate, load_data, top1};
 use super::export::export;
 use super::fp_start::Source;
@@ -78,6 +78,10 @@ pub struct TrainArgs {
     pub wd_scheme: Option<WeightDecayScheme>,
     #[arg(long, value_enum, default_value = "f8net")]
     pub mode: Mode,
+    /// Weight FLs of the conv units: one per layer (the paper) or one per output channel (the
+    /// official code's `per_channel`, FL 0..=15) [default: per-layer; --resume: the checkpoint's].
+    #[arg(long, value_enum)]
+    pub weight_format: Option<WeightFormat>,
     /// IDX files or an image-folder data set (default: Fashion-MNIST, see `data::fashion_mnist`).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -273,6 +277,7 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
         classes: train.classes,
     };
     let mut net = net_from_arch(&arch, args.seed, precision)?;
+    net.set_weight_format(args.weight_format.unwrap_or_default());
     if let Some(init) = &args.init {
         let source = checkpoint::load_init(&mut net, init)?;
         if precision == Precision::Fixed {
@@ -288,6 +293,16 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     let mut stats = EpochStats::default();
     if args.resume {
         let meta = checkpoint::load(&mut net, &ckpt)?;
+        if let Some(f) = args.weight_format.filter(|&f| f != net.weight_format()) {
+            return Err(Error::file(
+                ckpt.display(),
+                format!(
+                    "the run was trained with --weight-format {}, not {}",
+                    net.weight_format().name(),
+                    f.name()
+                ),
+            ));
+        }
         let state: LoaderState = meta
             .get("loader")
             .and_then(|s| serde_json::from_str(s).ok())

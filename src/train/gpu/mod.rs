@@ -33,7 +33,7 @@ mod weights;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::tensor::{GpuF32Tensor, Shape};
-use crate::train::conv_bn::{InputQuant, Precision};
+use crate::train::conv_bn::{InputQuant, Precision, WeightFormat};
 use crate::train::net::{Net, Node};
 use classifier::GpuClassifier;
 use std::collections::HashMap;
@@ -175,6 +175,11 @@ impl<'g> GpuNet<'g> {
     /// Upload `net` (parameters, BN running statistics, running FLs, α, momentum, step).
     pub fn new(gpu: &'g Gpu, net: &Net) -> Result<GpuNet<'g>> {
         check_momentum(net)?;
+        if net.precision == Precision::Fixed && net.weight_format() != WeightFormat::PerLayer {
+            return Err(unsupported(
+                "per-channel weight formats train on the CPU only (use --cpu)",
+            ));
+        }
         let count = net.nodes.len();
         let last = net
             .nodes
