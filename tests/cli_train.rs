@@ -59,6 +59,9 @@ fn train_runs_resumes_and_refuses_bad_input() {
     assert_eq!(metrics.lines().count(), 3, "{metrics}");
     // Bad input: one clear line, non-zero exit, existing checkpoint untouched.
     let before = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    // Resuming with another weight format than the run was trained with.
+    args.extend(["--weight-format".into(), "per-channel".into()]);
+    assert_clean_failure(&f8net(&strs(&args)), "--weight-format per-layer");
     for (args, needle) in [
         (
             vec!["train", "--arch", "vgg16", "--out", out.to_str().unwrap()],
@@ -87,6 +90,18 @@ fn train_runs_resumes_and_refuses_bad_input() {
                 out.to_str().unwrap(),
             ],
             "/no/such/folder",
+        ),
+        (
+            vec![
+                "train",
+                "--mode",
+                "fp",
+                "--weight-format",
+                "per-channel",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "--weight-format per-channel applies to --mode f8net",
         ),
     ] {
         assert_clean_failure(&f8net(&args), needle);

@@ -9,7 +9,7 @@
 
 use super::bn_stats::{self, BnEstimate};
 use super::checkpoint;
-use super::conv_bn::Precision;
+use super::conv_bn::{Precision, WeightFormat};
 use super::export::export;
 use super::net::Net;
 use super::rebuild::{self, NetSpec};
@@ -222,8 +222,12 @@ pub fn load_checkpoint(
         (h, w, spec.in_channels, spec.classes),
         test,
     )?;
+    let weights = match (spec.precision, net.weight_format()) {
+        (Precision::Fixed, WeightFormat::PerChannel) => " (per-channel weight FLs)",
+        _ => "",
+    };
     let desc = format!(
-        "{} width {}, {}, step {}",
+        "{} width {}, {}{weights}, step {}",
         spec.family.name(),
         spec.width,
         checkpoint::mode_name(spec.precision),

@@ -257,6 +257,12 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     if args.stop_after == Some(0) {
         return Err(Error::range("train", "--stop-after must be at least 1"));
     }
+    if args.mode == Mode::Fp && args.weight_format == Some(WeightFormat::PerChannel) {
+        return Err(Error::range(
+            "train",
+            "--weight-format per-channel applies to --mode f8net (the FP baseline keeps FL 7)",
+        ));
+    }
     let bn = BnEstimate::new(args.bn_images, args.bn_batch)?;
     let train = load_data(args.data.as_deref(), Split::Train)?;
     let test = load_data(args.data.as_deref(), Split::Test)?;
