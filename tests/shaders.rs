@@ -75,6 +75,10 @@ fn params_structs_match_their_rust_mirrors() {
         (Shader::Loss, size_of::<loss::LossParams>()),
         (Shader::Optim, size_of::<optim::SgdParams>()),
         (Shader::FakeQuant, size_of::<fake_quant::FakeQuantParams>()),
+        (
+            Shader::FakeQuantRows,
+            size_of::<fake_quant_rows::FakeQuantRowsParams>(),
+        ),
         (Shader::Fold, size_of::<fold::FoldParams>()),
         (Shader::FoldLinear, size_of::<fold::FoldParams>()),
         (Shader::SumPool, size_of::<sum_pool::SumPoolParams>()),

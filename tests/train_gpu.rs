@@ -2,7 +2,8 @@
 //! (`train::net::Net`): the same losses over the first steps, the same formats (an FL that
 //! differs is reported with its σ and the rule's boundary, never passed over), and the same
 //! parameters and state after the steps; both precisions; dense, depthwise, unsigned and signed
-//! inputs. The fold and sum-pool kernels against their references are in `train_gpu/kernels.rs`.
+//! inputs; per-layer and per-channel weight formats (FLs compared channel by channel). The fold
+//! and sum-pool kernels against their references are in `train_gpu/kernels.rs`.
 
 mod kernels;
 
@@ -13,7 +14,7 @@ use f8net::fixed::Signedness;
 use f8net::fraclen::std_coefficient;
 use f8net::model::float::ConvKind;
 use f8net::reference::optim::WeightDecayScheme;
-use f8net::train::conv_bn::{InputQuant, Precision};
+use f8net::train::conv_bn::{InputQuant, Precision, WeightFormat};
 use f8net::train::from_arch::net_from_arch;
 use f8net::train::gpu::{GpuNet, NodeFormats};
 use f8net::train::net::{Net, Node};
@@ -37,10 +38,11 @@ const PARAM_ATOL: f32 = 2e-4;
 /// differences between GPU and CPU statistics (shifted f32 sums vs f64 two-pass: ~1e-6).
 const BOUNDARY_RTOL: f32 = 1e-4;
 
-/// The nearest FL boundary of the σ rule (σ = coeff/2^k) and σ's relative distance to it.
+/// The nearest FL boundary of the σ rule (σ = coeff/2^k; up to FL 15 for per-channel weight
+/// formats) and σ's relative distance to it.
 fn nearest_boundary(sd: f32, signedness: Signedness) -> (f32, f32) {
     let coeff = std_coefficient(signedness);
-    (0..=8)
+    (0..=16)
         .map(|k| coeff / (1u32 << k) as f32)
         .map(|b| (b, (sd / b - 1.0).abs()))
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -62,7 +64,8 @@ fn input_signedness(node: &Node) -> Signedness {
     }
 }
 
-/// Panic with the node, step, σ and boundary when an FL chosen on the GPU differs.
+/// Panic with the node, step, σ and boundary when an FL chosen on the GPU differs (the input's,
+/// or the first weight channel's that differs).
 fn check_formats(
     label: &str,
     step: usize,
@@ -71,22 +74,23 @@ fn check_formats(
     gpu: &[Option<NodeFormats>],
 ) {
     for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
-        // The GPU trains per-layer weight formats: one FL, every channel's on the CPU.
-        let c = &c.as_ref().map(|(x, w)| {
-            assert!(
-                w.iter().all(|&f| f == w[0]),
-                "node {i}: per-channel FLs {w:?}"
-            );
-            (*x, w[0])
-        });
-        let g = g.map(|f| (f.x_fl, f.w_fl));
+        let g = g.as_ref().map(|f| (f.x_fl, f.w_fl.clone()));
         if *c == g {
             continue;
         }
-        let f = gpu[i].unwrap_or_default();
+        let f = gpu[i].clone().unwrap_or_default();
+        // One σ for a per-layer format (and the classifier), one per channel otherwise.
+        let w_std = |ch: usize| match f.w_std.len() {
+            1 => f.w_std[0],
+            _ => f.w_std.get(ch).copied().unwrap_or(f32::NAN),
+        };
         let (sd, signedness) = match (c, f.x_std) {
             (Some((x, _)), Some(sd)) if *x != f.x_fl => (sd, input_signedness(&net.nodes[i])),
-            _ => (f.w_std.unwrap_or(f32::NAN), Signedness::Signed),
+            (Some((_, w)), _) => {
+                let ch = w.iter().zip(&f.w_fl).position(|(a, b)| a != b);
+                (w_std(ch.unwrap_or(0)), Signedness::Signed)
+            }
+            _ => (f32::NAN, Signedness::Signed),
         };
         let (b, rel) = nearest_boundary(sd, signedness);
         let why = if rel < BOUNDARY_RTOL {
@@ -254,6 +258,57 @@ fn tiny_net_steps_match_the_cpu() {
             WeightDecayScheme::All,
         );
     }
+}
+
+/// `net` with per-channel weight formats; in fixed point, checks on the CPU that some unit's
+/// channels get different FLs on `batch` (so the comparison is not per-layer in disguise).
+fn per_channel(mut net: Net, (x, y): &(Vec<f32>, Vec<u32>)) -> Net {
+    net.set_weight_format(WeightFormat::PerChannel);
+    if net.precision == Precision::Fixed {
+        let f = net.clone().forward(x, y).unwrap();
+        let formats = f.formats();
+        let differ = |w: &Vec<i32>| w.iter().any(|&fl| fl != w[0]);
+        assert!(
+            formats.iter().flatten().any(|(_, w)| differ(w)),
+            "every unit's channels share one FL: {formats:?}"
+        );
+    }
+    net
+}
+
+/// Per-channel weight formats (one FL per output channel from its row's σ, capped at
+/// MAX_ACC_FL − FL_x) run free as the per-layer tiny net does; in float they are FL 7.
+#[test]
+fn tiny_net_per_channel_steps_match_the_cpu() {
+    for precision in [Precision::Fixed, Precision::Float] {
+        let mut rng = Rng::new(21);
+        let batches: Vec<_> = (0..5)
+            .map(|_| crate::train_net::batch(&mut rng, 16))
+            .collect();
+        let net = per_channel(crate::train_net::tiny(precision), &batches[0]);
+        same_steps(
+            &format!("tiny {precision:?} per-channel"),
+            net,
+            &batches,
+            Follow::FreeRunning,
+            WeightDecayScheme::All,
+        );
+    }
+}
+
+/// Per-channel weight formats on depthwise (interleaved layout) and dense units with signed and
+/// unsigned inputs; each step starts from the CPU state, as the per-layer MobileNet-V2 test.
+#[test]
+fn mobilenet_v2_per_channel_steps_match_the_cpu() {
+    let batches = fashion_batches(8, 3, 3);
+    let net = per_channel(small(Family::MobileNetV2, Precision::Fixed), &batches[0]);
+    same_steps(
+        "MobileNet-V2 w0.25 Fixed per-channel",
+        net,
+        &batches,
+        Follow::Resync,
+        WeightDecayScheme::NoDepthwiseNoBn,
+    );
 }
 
 /// Fixed point runs free: its FLs and rounding absorb f32 noise, so GPU and CPU stay together

@@ -23,6 +23,7 @@ pub enum Shader {
     Loss,
     Optim,
     FakeQuant,
+    FakeQuantRows,
     Fold,
     FoldLinear,
     SumPool,
@@ -79,7 +80,7 @@ macro_rules! with_common {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 19] = [
+    pub const ALL: [Shader; 20] = [
         Shader::Gemm,
         Shader::GemmF32,
         Shader::Conv,
@@ -95,6 +96,7 @@ impl Shader {
         Shader::Loss,
         Shader::Optim,
         Shader::FakeQuant,
+        Shader::FakeQuantRows,
         Shader::Fold,
         Shader::FoldLinear,
         Shader::SumPool,
@@ -119,6 +121,7 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::FakeQuant => "fake_quant.wgsl",
+            Shader::FakeQuantRows => "fake_quant_rows.wgsl",
             Shader::Fold => "fold.wgsl",
             Shader::FoldLinear => "fold_linear.wgsl",
             Shader::SumPool => "sum_pool.wgsl",
@@ -144,6 +147,7 @@ impl Shader {
             Shader::Loss => with_common!("loss.wgsl"),
             Shader::Optim => with_common!("optim.wgsl"),
             Shader::FakeQuant => with_common!("fake_quant.wgsl"),
+            Shader::FakeQuantRows => with_common!("fake_quant_rows.wgsl"),
             Shader::Fold => with_fold_common!("fold.wgsl"),
             Shader::FoldLinear => with_fold_common!("fold_linear.wgsl"),
             Shader::SumPool => with_common!("sum_pool.wgsl"),
@@ -193,6 +197,8 @@ pub enum Kernel {
     FakeQuant,
     FakeQuantBackward,
     TensorStats,
+    RowStats,
+    FakeQuantRows,
     FoldScales,
     FoldConv,
     FoldConvBackward,
@@ -209,7 +215,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 51] = [
+    pub const ALL: [Kernel; 53] = [
         Kernel::Gemm,
         Kernel::GemmF32,
         Kernel::Conv,
@@ -248,6 +254,8 @@ impl Kernel {
         Kernel::FakeQuant,
         Kernel::FakeQuantBackward,
         Kernel::TensorStats,
+        Kernel::RowStats,
+        Kernel::FakeQuantRows,
         Kernel::FoldScales,
         Kernel::FoldConv,
         Kernel::FoldConvBackward,
@@ -300,6 +308,7 @@ impl Kernel {
             Kernel::FakeQuant => Shader::FakeQuant,
             Kernel::FakeQuantBackward => Shader::FakeQuant,
             Kernel::TensorStats => Shader::FakeQuant,
+            Kernel::RowStats | Kernel::FakeQuantRows => Shader::FakeQuantRows,
             Kernel::FoldConv
             | Kernel::FoldConvBackward
             | Kernel::FoldConvBackwardStats
@@ -354,6 +363,8 @@ impl Kernel {
             Kernel::FakeQuant => "fake_quant",
             Kernel::FakeQuantBackward => "fake_quant_backward",
             Kernel::TensorStats => "tensor_stats",
+            Kernel::RowStats => "row_stats",
+            Kernel::FakeQuantRows => "fake_quant_rows",
             Kernel::FoldScales => "fold_scales",
             Kernel::FoldConv => "fold_conv",
             Kernel::FoldConvBackward => "fold_conv_backward",

@@ -10,6 +10,7 @@ pub mod conv_f32;
 pub mod depthwise;
 pub mod depthwise_f32;
 pub mod fake_quant;
+pub mod fake_quant_rows;
 pub mod fold;
 pub mod gemm;
 pub mod gemm_f32;

@@ -11,5 +11,6 @@ mod residual;
 mod train_activation;
 mod train_batchnorm;
 mod train_conv;
+mod train_fake_quant_rows;
 mod train_loss_optim;
 mod train_pool;

@@ -118,14 +118,14 @@ pub(super) fn forward(
                     Stage::Prepared,
                     NodeBatch::Conv(ub),
                 ) => {
-                    let w_std = rb.std(unit.weight_slot());
-                    if fixed && w_std.is_none() {
+                    if fixed && !unit.weight_stats_ready(rb) {
                         continue;
                     }
                     let x = &b.tensors[*input];
-                    let w_fl = unit.finish(ctx, &mut enc, (x, ub), (out, *act), rb)?;
+                    let x_fl = report.formats[i].as_ref().and_then(|f| f.x_fl);
+                    let w = unit.finish(ctx, &mut enc, (x, ub, x_fl), (out, *act), rb)?;
                     if let Some(f) = report.formats[i].as_mut() {
-                        (f.w_fl, f.w_std) = (w_fl, w_std);
+                        (f.w_fl, f.w_std) = (w.fl, w.std);
                     }
                     true
                 }
@@ -170,8 +170,8 @@ pub(super) fn forward(
                     }
                     let w_fl = fc.quantize_weights(ctx, &mut enc, rb)?;
                     report.formats[i] = Some(NodeFormats {
-                        w_fl,
-                        w_std: rb.std(w_slot),
+                        w_fl: vec![w_fl],
+                        w_std: rb.std(w_slot).into_iter().collect(),
                         ..NodeFormats::default()
                     });
                     stage[i] = Stage::Prepared;

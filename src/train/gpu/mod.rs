@@ -13,14 +13,16 @@
 //! Host readbacks per step (`StepReport::readbacks`): the FLs need the σ of tensors the GPU has
 //! just computed. In fixed point a unit's input FL needs σ(x), and its weight FL needs σ(W̃),
 //! which depends on that input through the batch statistics of y0, so each unit on the
-//! network's longest chain costs two readbacks of 8 floats per tensor. The forward is scheduled
-//! as a dataflow: everything whose FLs are known is recorded before the next readback, so units
-//! that read the same tensor (a block's first conv and its shortcut) share them, and σ(W) and
-//! σ(W_q) of the classifier ride along with earlier ones. The last readback of the forward
-//! carries the loss and whether the logits are finite, before any update, so a non-finite loss
-//! stops the step with the parameters untouched, as on the CPU. Measured: small ResNet-20 39,
-//! small MobileNet-V2 105; in float (the FP baseline, fixed FLs) 2 (σ(W_q) for the classifier's
-//! SAT factor, then the loss). The backward and SGD are one more submit, with no readback.
+//! network's longest chain costs two readbacks of 8 floats per tensor (a per-channel weight
+//! format reads one float per output channel instead of σ(W̃), in the same readback). The forward
+//! is scheduled as a dataflow: everything whose FLs are known is recorded before the next
+//! readback, so units that read the same tensor (a block's first conv and its shortcut) share
+//! them, and σ(W) and σ(W_q) of the classifier ride along with earlier ones. The last readback
+//! of the forward carries the loss and whether the logits are finite, before any update, so a
+//! non-finite loss stops the step with the parameters untouched, as on the CPU. Measured: small
+//! ResNet-20 39, small MobileNet-V2 105 (per-layer or per-channel weight formats alike); in float
+//! (the FP baseline, fixed FLs) 2 (σ(W_q) for the classifier's SAT factor, then the loss). The
+//! backward and SGD are one more submit, with no readback.
 
 mod backward;
 mod classifier;
@@ -39,14 +41,17 @@ use classifier::GpuClassifier;
 use std::collections::HashMap;
 use unit::GpuUnit;
 
-/// The formats one quantizing node used in the last step, and the σ they came from (None in
-/// float mode, where the FLs are fixed, and for the fixed 8-bit image input).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// The formats one quantizing node used in the last step, and the σ they came from (None or
+/// empty in float mode, where the FLs are fixed, and for the fixed 8-bit image input).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeFormats {
     pub x_fl: Option<i32>,
-    pub w_fl: i32,
+    /// Weight FL per output channel (all equal for a per-layer format; one for the classifier),
+    /// as `Forward::formats`.
+    pub w_fl: Vec<i32>,
     pub x_std: Option<f32>,
-    pub w_std: Option<f32>,
+    /// σ of each row of W̃ for a per-channel format, else one σ (of W̃, or of the classifier's W).
+    pub w_std: Vec<f32>,
 }
 
 /// What the last step did besides the loss.
@@ -175,11 +180,6 @@ impl<'g> GpuNet<'g> {
     /// Upload `net` (parameters, BN running statistics, running FLs, α, momentum, step).
     pub fn new(gpu: &'g Gpu, net: &Net) -> Result<GpuNet<'g>> {
         check_momentum(net)?;
-        if net.precision == Precision::Fixed && net.weight_format() != WeightFormat::PerLayer {
-            return Err(unsupported(
-                "per-channel weight formats train on the CPU only (use --cpu)",
-            ));
-        }
         let count = net.nodes.len();
         let last = net
             .nodes
@@ -211,6 +211,8 @@ impl<'g> GpuNet<'g> {
         let mut moms = net.momentum.iter().map(|m| m.as_slice());
         let has_momentum = !net.momentum.is_empty();
         let mut nodes = Vec::with_capacity(count);
+        // Floats of the readback's row region (per-channel weight statistics).
+        let mut rows = 0;
         for (i, node) in net.nodes.iter().enumerate() {
             nodes.push(match node {
                 Node::Conv {
@@ -224,12 +226,16 @@ impl<'g> GpuNet<'g> {
                         true => Some([(); 3].map(|_| moms.next().unwrap_or(&[]))),
                         false => None,
                     };
+                    let slots = (stats::weight_slot(i), rows);
+                    if unit.weight_format == WeightFormat::PerChannel {
+                        rows += unit.cout;
+                    }
                     GpuNode::Conv {
                         input: *input,
                         alpha: *alpha,
                         next: *next,
                         act: *act,
-                        unit: Box::new(GpuUnit::upload(gpu, unit, stats::weight_slot(i), m)?),
+                        unit: Box::new(GpuUnit::upload(gpu, unit, slots, m)?),
                     }
                 }
                 Node::Add { a, b, relu } => GpuNode::Add {
@@ -278,7 +284,7 @@ impl<'g> GpuNet<'g> {
             step: net.step,
             batch: None,
             scratch: Scratch::default(),
-            readback: stats::Readback::new(gpu, stats::tensor_slot(count, count + 1))?,
+            readback: stats::Readback::new(gpu, stats::tensor_slot(count, count + 1), rows)?,
             report: StepReport::default(),
         })
     }

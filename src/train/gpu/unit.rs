@@ -9,6 +9,7 @@
 //! W̃, b̃     = fold_conv(...)                  μ, σ, v of y0 = s_in·y0r; running statistics
 //! σ(W̃)     → host → FL_w;  W_q, m_w = fake_quant(W̃, FL_w);  out = act(conv(x_q, W_q) + b̃)
 //! ```
+//! With per-channel weight formats σ and FL_w are per output channel (`weight_quant.rs`).
 //! Backward: dW_q, db̃ = conv backward(x_q, dout); dW̃ = dW_q·m_w; fold_conv_backward → dγ, dβ,
 //! dμ, dv and the scale terms; e = s_in·dy0 (fold_conv_backward_stats); conv backward(x_q, e)
 //! → the statistics term of dW (fold_conv_backward_weight); dx = (conv_bwd_input(dout, W_q) +
@@ -16,11 +17,12 @@
 //! Buffers are in the GPU weight layouts of `weights.rs`; per-channel blocks as `ops::fold`.
 
 mod state;
-use super::stats::{Readback, Site};
+mod weight_quant;
+use super::stats::{Readback, RowSite, Site};
 use super::weights::{ConvWeights, WeightGeom};
 use super::{Scratch, StepCtx};
 use crate::error::{Error, Result};
-use crate::fixed::{Format, Signedness};
+use crate::fixed::Format;
 use crate::fraclen::{fl_from_std, RunningFl};
 use crate::gpu::{Encoder, Gpu, GpuBuffer};
 use crate::model::float::ConvKind;
@@ -33,7 +35,8 @@ use crate::ops::fold::{self, ScaleRefs};
 use crate::reference::gemm_f32::Activation;
 use crate::reference::residual::Activation as Act;
 use crate::tensor::{GpuF32Tensor, Shape};
-use crate::train::conv_bn::{ConvBn, InputQuant, Precision, BN_EPS, BN_MOMENTUM};
+use crate::train::conv_bn::{ConvBn, InputQuant, Precision, WeightFormat, BN_EPS, BN_MOMENTUM};
+use weight_quant::{WeightFls, WeightQuant};
 
 /// How a unit reads its input in one batch.
 enum InputBuffers {
@@ -82,7 +85,7 @@ pub(super) struct GpuUnit {
     dw_stats: GpuBuffer<f32>,
     db_eff: GpuBuffer<f32>,
     db_stats: GpuBuffer<f32>,
-    site: Site,
+    weight_quant: WeightQuant,
     pub running_fl: RunningFl,
 }
 
@@ -108,11 +111,13 @@ fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
 }
 
 impl GpuUnit {
-    /// Upload a unit's parameters and state; `momentum` = (weight, γ, β) buffers if present.
+    /// Upload a unit's parameters and state; its weight statistics go to readback `slot`, or to
+    /// `rows_at` of the row region for a per-channel weight format; `momentum` = (weight, γ, β)
+    /// buffers if present.
     pub fn upload(
         gpu: &Gpu,
         u: &ConvBn,
-        slot: usize,
+        (slot, rows_at): (usize, usize),
         momentum: Option<[&[f32]; 3]>,
     ) -> Result<GpuUnit> {
         let geom = WeightGeom {
@@ -150,6 +155,15 @@ impl GpuUnit {
             }
             None => (gpu.alloc(wl)?, gpu.alloc(2 * cp)?),
         };
+        let weight_quant = match u.weight_format {
+            WeightFormat::PerLayer => {
+                WeightQuant::PerLayer(Site::new(gpu, rows.rows, rows.c, slot)?)
+            }
+            WeightFormat::PerChannel => WeightQuant::PerChannel {
+                site: RowSite::new(gpu, c, slot, rows_at)?,
+                scales: gpu.alloc(2 * cp)?,
+            },
+        };
         Ok(GpuUnit {
             geom,
             input: u.input,
@@ -168,7 +182,7 @@ impl GpuUnit {
             dw_stats: gpu.alloc(wl)?,
             db_eff: gpu.alloc(cp)?,
             db_stats: gpu.alloc(cp)?,
-            site: Site::new(gpu, rows.rows, rows.c, slot)?,
+            weight_quant,
             running_fl: u.running_fl,
             raw,
             quant,
@@ -197,10 +211,6 @@ impl GpuUnit {
             ConvKind::Dense => self.geom.cout * taps * self.geom.cin,
             ConvKind::Depthwise => self.geom.cout * taps,
         }
-    }
-
-    pub fn weight_slot(&self) -> usize {
-        self.site.slot()
     }
 
     fn x_q<'a>(&self, b: &'a UnitBatch, x: &'a GpuF32Tensor) -> &'a GpuF32Tensor {
@@ -279,42 +289,24 @@ impl GpuUnit {
         };
         fold::record_conv(gpu, enc, &f)?;
         if ctx.precision == Precision::Fixed {
-            rb.request(gpu, enc, &self.site, &self.w_eff)?;
+            self.request_weight_stats(ctx, enc, rb)?;
         }
         Ok(x_fl)
     }
 
-    /// Stage 2 of the forward: quantize W̃ (FL from σ(W̃) in fixed point) and
-    /// `out = act(conv(x_q, W_q) + b̃)`. Returns the weight FL.
+    /// Stage 2 of the forward: quantize W̃ (FLs from the σ of W̃ in fixed point; `x_fl` is the
+    /// input's FL, None for the image) and `out = act(conv(x_q, W_q) + b̃)`. Returns the weight
+    /// FLs per output channel and their σ.
     pub fn finish(
         &self,
         ctx: &StepCtx<'_>,
         enc: &mut Encoder,
-        (x, b): (&GpuF32Tensor, &UnitBatch),
+        (x, b, x_fl): (&GpuF32Tensor, &UnitBatch, Option<i32>),
         (out, act): (&GpuF32Tensor, Act),
         rb: &Readback,
-    ) -> Result<i32> {
+    ) -> Result<WeightFls> {
         let gpu = ctx.gpu;
-        let fl = match ctx.precision {
-            Precision::Float => 7,
-            Precision::Fixed => {
-                let sd = rb.std(self.site.slot()).ok_or_else(|| {
-                    Error::shape("gpu train", "a unit's weight σ was not read back")
-                })?;
-                fl_from_std(sd, Signedness::Signed)
-            }
-        };
-        let q = FakeQuant {
-            x: self.raw.rows(&self.w_eff),
-            format: Format {
-                signedness: Signedness::Signed,
-                fl,
-            },
-            floating: ctx.precision == Precision::Float,
-            out: self.quant.w(),
-            mask: &self.w_mask,
-        };
-        record_fake_quant(gpu, enc, &q)?;
+        let fls = self.quantize_weights(ctx, enc, rb, x_fl)?;
         let activation = match act {
             Act::Relu => Activation::Relu,
             Act::Identity => Activation::None,
@@ -322,7 +314,7 @@ impl GpuUnit {
         let x_q = self.x_q(b, x);
         self.quant
             .forward(gpu, enc, x_q, self.geom.window, activation, out)?;
-        Ok(fl)
+        Ok(fls)
     }
 
     /// The backward from `dy` (dL/d output, pooled; returned to the pool): parameter gradients,
