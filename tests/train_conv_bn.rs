@@ -192,16 +192,17 @@ fn conv_bn_fixed_point_forward_uses_f8net_formats() {
 }
 
 /// `WeightFormat::PerChannel`: every output channel's FL is the σ rule on its own row of W̃, in
-/// 0..=15 and capped at `MAX_ACC_FL − FL_x`; the integer codes are that row at that FL.
+/// 0..=15 and capped at `max_acc_fl − FL_x`; the integer codes are that row at that FL.
 #[test]
 fn per_channel_weight_formats_follow_each_rows_sigma() {
     use f8net::fixed::Format;
     use f8net::reference::fold::fold_forward;
-    use f8net::train::conv_bn::{WeightFormat, MAX_ACC_FL};
-    for (kind, x_fl) in [
-        (ConvKind::Dense, 8.0),
-        (ConvKind::Depthwise, 3.0),
-        (ConvKind::Dense, 0.0),
+    use f8net::train::conv_bn::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
+    for (kind, x_fl, cap) in [
+        (ConvKind::Dense, 8.0, ACC_FL_SHARED),
+        (ConvKind::Depthwise, 3.0, ACC_FL_SHARED),
+        (ConvKind::Dense, 0.0, ACC_FL_SHARED),
+        (ConvKind::Dense, 8.0, ACC_FL_QUANTIZED),
     ] {
         let input = InputQuant::Quantized(Signedness::Unsigned);
         let mut case = Case::new(9, kind, input, Window::same(3, 1, 5, 6));
@@ -212,6 +213,7 @@ fn per_channel_weight_formats_follow_each_rows_sigma() {
             .collect();
         case.unit.running_fl.value = x_fl;
         case.unit.weight_format = WeightFormat::PerChannel;
+        case.unit.max_acc_fl = cap;
         let (s_in, s_out) = (0.7, 1.3);
         let u = case.unit.integer_eval(s_in, s_out).unwrap();
         let w_eff = fold_forward(
@@ -230,10 +232,10 @@ fn per_channel_weight_formats_follow_each_rows_sigma() {
             .map(|row| {
                 let sd = f8net::fraclen::unbiased_std(row);
                 let fl = (40.0 / sd).log2().floor() as i32;
-                fl.clamp(0, 15).min(MAX_ACC_FL - x_fl as i32).max(0)
+                fl.clamp(0, 15).min(cap - x_fl as i32).max(0)
             })
             .collect();
-        assert_eq!(u.weight_fl, want, "{kind:?} x_fl {x_fl}");
+        assert_eq!(u.weight_fl, want, "{kind:?} x_fl {x_fl} cap {cap}");
         let mut distinct = want.clone();
         distinct.dedup();
         assert!(distinct.len() > 2, "{kind:?}: {want:?}");

@@ -277,7 +277,7 @@ fn per_channel(mut net: Net, (x, y): &(Vec<f32>, Vec<u32>)) -> Net {
 }
 
 /// Per-channel weight formats (one FL per output channel from its row's σ, capped at
-/// MAX_ACC_FL − FL_x) run free as the per-layer tiny net does; in float they are FL 7.
+/// max_acc_fl − FL_x) run free as the per-layer tiny net does; in float they are FL 7.
 #[test]
 fn tiny_net_per_channel_steps_match_the_cpu() {
     for precision in [Precision::Fixed, Precision::Float] {

@@ -167,6 +167,24 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
     }
 }
 
+/// Per-channel units whose output only quantizers read (c1 → c2) may reach a larger
+/// accumulator FL than those a residual add reads (c2, c3).
+#[test]
+fn per_channel_accumulator_caps_follow_the_graph() {
+    use f8net::train::conv_bn::{ACC_FL_QUANTIZED, ACC_FL_SHARED};
+    let mut net = tiny(Precision::Fixed);
+    net.set_weight_format(WeightFormat::PerChannel);
+    let caps: Vec<i32> = net
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Node::Conv { unit, .. } => Some(unit.max_acc_fl),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(caps, [ACC_FL_QUANTIZED, ACC_FL_SHARED, ACC_FL_SHARED]);
+}
+
 fn export_agrees(format: WeightFormat) {
     use f8net::model::{file, run_cpu, run_gpu::GpuModel};
     let mut net = tiny(Precision::Fixed);

@@ -79,14 +79,20 @@ pub enum WeightFormat {
     PerLayer,
     /// One FL per output channel from the σ of that channel's row of W̃ (the official code's
     /// `format_type: per_channel`), in 0..=15 (`FlRange::Wide`) and at most
-    /// `MAX_ACC_FL − FL_x`. Still int8 codes and shifts only: the export writes the unit's
-    /// int32 output at `FL_x + max FL_w` by exact left shifts, which the cap keeps far from
-    /// int32 overflow (|value| < 2^15 in the output's units).
+    /// `ConvBn::max_acc_fl − FL_x`. Still int8 codes and shifts only: the export writes the
+    /// unit's int32 output at `FL_x + max FL_w` by exact left shifts, and the cap keeps that
+    /// int32 value exact wherever it matters (`ACC_FL_SHARED`, `ACC_FL_QUANTIZED`).
     PerChannel,
 }
 
-/// The largest accumulator FL (`FL_x + FL_w`) a per-channel weight format may reach.
-pub const MAX_ACC_FL: i32 = 16;
+/// Accumulator FL cap (`FL_x + FL_w`) of a per-channel unit whose output a residual add or the
+/// global pool reads: values up to 2^15 in the output's units (2^9 after a pool of 64 pixels)
+/// stay exact, far beyond any consumer's clip.
+pub const ACC_FL_SHARED: i32 = 16;
+/// Cap of a unit whose output only quantizers read (the next units, the classifier): an int32
+/// that saturates at FL ≤ 23 is ≥ 256 in the output's units, so it clips to the same 8-bit code
+/// as the exact value.
+pub const ACC_FL_QUANTIZED: i32 = 23;
 
 impl WeightFormat {
     /// The command-line and metadata name.
@@ -103,19 +109,24 @@ impl WeightFormat {
             .find(|f| f.name() == name)
     }
 
+    /// The per-channel FL of a row of σ `sd` for an input at FL `x_fl`, at most
+    /// `max_acc_fl − x_fl`.
+    pub fn channel_fl(sd: f32, x_fl: i32, max_acc_fl: i32) -> i32 {
+        fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
+            .min(max_acc_fl - x_fl)
+            .max(0)
+    }
+
     /// The weight FL of every output channel of `w_eff` (`cout` rows of equal length) for an
-    /// input at FL `x_fl`.
-    pub fn fls(self, w_eff: &[f32], cout: usize, x_fl: i32) -> Vec<i32> {
+    /// input at FL `x_fl` (per-channel FLs capped by `max_acc_fl`).
+    pub fn fls(self, w_eff: &[f32], cout: usize, x_fl: i32, max_acc_fl: i32) -> Vec<i32> {
         match self {
             WeightFormat::PerLayer => {
                 vec![fl_from_std(unbiased_std(w_eff), Signedness::Signed); cout]
             }
             WeightFormat::PerChannel => w_eff
                 .chunks(w_eff.len() / cout.max(1))
-                .map(|row| {
-                    let fl = fl_from_std_in(unbiased_std(row), Signedness::Signed, FlRange::Wide);
-                    fl.min(MAX_ACC_FL - x_fl).max(0)
-                })
+                .map(|row| WeightFormat::channel_fl(unbiased_std(row), x_fl, max_acc_fl))
                 .collect(),
         }
     }
@@ -138,6 +149,9 @@ pub struct ConvBn {
     /// Running average of the input FL (§3.4).
     pub running_fl: RunningFl,
     pub weight_format: WeightFormat,
+    /// Per-channel weight FLs keep `FL_x + FL_w` at or below this (`ACC_FL_SHARED` unless
+    /// `Net::set_weight_format` finds that only quantizers read the output).
+    pub max_acc_fl: i32,
 }
 
 /// What the backward pass needs from the forward pass.
@@ -232,6 +246,7 @@ impl ConvBn {
             running_var: vec![1.0; cout],
             running_fl: RunningFl::default(),
             weight_format: WeightFormat::PerLayer,
+            max_acc_fl: ACC_FL_SHARED,
         }
     }
 
@@ -354,7 +369,9 @@ impl ConvBn {
                 )?,
             ),
             Precision::Fixed => {
-                let fls = self.weight_format.fls(&w_eff, self.cout, x_fl);
+                let fls = self
+                    .weight_format
+                    .fls(&w_eff, self.cout, x_fl, self.max_acc_fl);
                 let q = fix_quant_rows(&w_eff, &fls)?;
                 (fls, q)
             }

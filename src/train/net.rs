@@ -122,11 +122,27 @@ impl Net {
             .unwrap_or_default()
     }
 
-    /// Set every conv unit's weight format.
+    /// Set every conv unit's weight format, and its accumulator FL cap from what reads its
+    /// output (tensor i + 1 of node i): `ACC_FL_QUANTIZED` when only units and the classifier
+    /// (quantizers) do, else `ACC_FL_SHARED`.
     pub fn set_weight_format(&mut self, format: WeightFormat) {
-        for n in self.nodes.iter_mut() {
+        let only_quantizers: Vec<bool> = (0..self.nodes.len())
+            .map(|i| {
+                self.nodes.iter().all(|n| match n {
+                    Node::Conv { .. } | Node::Classifier { .. } => true,
+                    Node::Add { a, b, .. } => *a != i + 1 && *b != i + 1,
+                    Node::GlobalAvgPool { input } => *input != i + 1,
+                })
+            })
+            .collect();
+        for (n, quantized) in self.nodes.iter_mut().zip(only_quantizers) {
             if let Node::Conv { unit, .. } = n {
                 unit.weight_format = format;
+                unit.max_acc_fl = if quantized {
+                    conv_bn::ACC_FL_QUANTIZED
+                } else {
+                    conv_bn::ACC_FL_SHARED
+                };
             }
         }
     }

@@ -17,7 +17,7 @@ use f8net::ops::fold::WeightLayout;
 use f8net::ops::gemm_f32::F32Weights;
 use f8net::reference::fake_quant::{fix_quant_backward, fix_quant_rows};
 use f8net::tensor::unpad_channels;
-use f8net::train::conv_bn::{WeightFormat, MAX_ACC_FL};
+use f8net::train::conv_bn::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
 
 /// A unit's weights: host `[cout][per]` values uploaded in the GPU layout of its kind.
 #[derive(Clone, Copy)]
@@ -282,14 +282,16 @@ fn train_row_stats_gpu_matches_unbiased_std_and_fls() {
         let atol = f32_reduction_atol(per) * scale;
         assert_close(&raw[..cout], &sums, atol, F32_RTOL, &format!("{label}: Σx"));
         for x_fl in [0, 6, 8] {
-            let fl = |sd: f32| {
-                fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
-                    .min(MAX_ACC_FL - x_fl)
-                    .max(0)
-            };
-            let fls: Vec<i32> = got.iter().map(|&sd| fl(sd)).collect();
-            let spec = WeightFormat::PerChannel.fls(&host, cout, x_fl);
-            assert_eq!(fls, spec, "{label}: FLs at input FL {x_fl}");
+            for cap in [ACC_FL_SHARED, ACC_FL_QUANTIZED] {
+                let fl = |sd: f32| {
+                    fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
+                        .min(cap - x_fl)
+                        .max(0)
+                };
+                let fls: Vec<i32> = got.iter().map(|&sd| fl(sd)).collect();
+                let spec = WeightFormat::PerChannel.fls(&host, cout, x_fl, cap);
+                assert_eq!(fls, spec, "{label}: FLs at input FL {x_fl}, cap {cap}");
+            }
         }
         assert_exact(&bits(&read()), &bits(&raw), &format!("{label}: rerun"));
     }

@@ -162,6 +162,7 @@ impl GpuUnit {
             WeightFormat::PerChannel => WeightQuant::PerChannel {
                 site: RowSite::new(gpu, c, slot, rows_at)?,
                 scales: gpu.alloc(2 * cp)?,
+                max_acc_fl: u.max_acc_fl,
             },
         };
         Ok(GpuUnit {

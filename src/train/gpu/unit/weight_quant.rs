@@ -1,18 +1,18 @@
 //! How a GPU conv + BN unit quantizes its folded weight W̃ (`WeightFormat`, the math of
 //! `ConvBn::fold`): one FL from σ(W̃) (a tensor `Site`), or one FL per output channel from the
-//! σ of that channel's row (`RowSite`, `ops::fake_quant_rows`), capped at `MAX_ACC_FL − FL_x`.
+//! σ of that channel's row (`RowSite`, `ops::fake_quant_rows`), capped at `max_acc_fl − FL_x`.
 //! The σ come back in the step's readbacks; the host picks the FLs with the CPU's rule and
 //! uploads `[2^fl | 2^−fl]` per channel for `fake_quant_rows`. W̃, W_q and the mask are in the
 //! unit's GPU weight layout (`weights.rs`); the mask is the one `fake_quant_backward` reads.
 
 use super::GpuUnit;
 use crate::error::{Error, Result};
-use crate::fixed::{FlRange, Format, Signedness};
-use crate::fraclen::{fl_from_std, fl_from_std_in};
+use crate::fixed::{Format, Signedness};
+use crate::fraclen::fl_from_std;
 use crate::gpu::{Encoder, GpuBuffer};
 use crate::ops::fake_quant::{record_fake_quant, FakeQuant};
 use crate::ops::fake_quant_rows::{record_fake_quant_rows, row_scales, FakeQuantRows, WeightRows};
-use crate::train::conv_bn::{Precision, IMAGE_FL, MAX_ACC_FL};
+use crate::train::conv_bn::{Precision, WeightFormat, IMAGE_FL};
 use crate::train::gpu::stats::{Readback, RowSite, Site};
 use crate::train::gpu::StepCtx;
 
@@ -24,14 +24,9 @@ pub(in crate::train::gpu) enum WeightQuant {
     PerChannel {
         site: RowSite,
         scales: GpuBuffer<f32>,
+        /// `ConvBn::max_acc_fl`.
+        max_acc_fl: i32,
     },
-}
-
-/// The weight FL of a row of σ `sd` for an input at FL `x_fl` (`WeightFormat::fls`, per channel).
-fn channel_fl(sd: f32, x_fl: i32) -> i32 {
-    fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
-        .min(MAX_ACC_FL - x_fl)
-        .max(0)
 }
 
 /// The FLs of a unit's W̃ this step and the σ they came from (empty in float mode).
@@ -111,10 +106,20 @@ impl GpuUnit {
                     std: vec![sd],
                 })
             }
-            (Precision::Fixed, WeightQuant::PerChannel { site, scales }) => {
+            (
+                Precision::Fixed,
+                WeightQuant::PerChannel {
+                    site,
+                    scales,
+                    max_acc_fl,
+                },
+            ) => {
                 let std = rb.row_std(site.slot()).ok_or_else(missing)?.to_vec();
                 let x_fl = x_fl.unwrap_or(IMAGE_FL);
-                let fl: Vec<i32> = std.iter().map(|&sd| channel_fl(sd, x_fl)).collect();
+                let fl: Vec<i32> = std
+                    .iter()
+                    .map(|&sd| WeightFormat::channel_fl(sd, x_fl, *max_acc_fl))
+                    .collect();
                 gpu.write(scales, &row_scales(&fl)?)?;
                 let q = FakeQuantRows {
                     w: self.weight_rows(),
