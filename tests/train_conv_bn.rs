@@ -197,7 +197,7 @@ fn conv_bn_fixed_point_forward_uses_f8net_formats() {
 fn per_channel_weight_formats_follow_each_rows_sigma() {
     use f8net::fixed::Format;
     use f8net::reference::fold::fold_forward;
-    use f8net::train::conv_bn::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
+    use f8net::train::weight_format::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
     for (kind, x_fl, cap) in [
         (ConvKind::Dense, 8.0, ACC_FL_SHARED),
         (ConvKind::Depthwise, 3.0, ACC_FL_SHARED),

@@ -14,10 +14,11 @@ use f8net::fixed::Signedness;
 use f8net::fraclen::std_coefficient;
 use f8net::model::float::ConvKind;
 use f8net::reference::optim::WeightDecayScheme;
-use f8net::train::conv_bn::{InputQuant, Precision, WeightFormat};
+use f8net::train::conv_bn::{InputQuant, Precision};
 use f8net::train::from_arch::net_from_arch;
 use f8net::train::gpu::{GpuNet, NodeFormats};
 use f8net::train::net::{Net, Node};
+use f8net::train::weight_format::WeightFormat;
 
 /// Loss agreement per step: |gpu − cpu| ≤ LOSS_RTOL·|cpu|.
 const LOSS_RTOL: f64 = 1e-3;

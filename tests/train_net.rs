@@ -9,9 +9,10 @@ use f8net::reference::optim::WeightDecayScheme;
 use f8net::reference::residual::Activation;
 use f8net::reference::Window;
 use f8net::tensor::Shape;
-use f8net::train::conv_bn::{ConvBn, InputQuant, Precision, WeightFormat};
+use f8net::train::conv_bn::{ConvBn, InputQuant, Precision};
 use f8net::train::linear::Classifier;
 use f8net::train::net::{Net, Node};
+use f8net::train::weight_format::WeightFormat;
 
 fn kaiming(rng: &mut Rng, n: usize, fan: usize) -> Vec<f32> {
     let s = (2.0 / fan as f32).sqrt();
@@ -171,7 +172,7 @@ fn exported_integer_model_reproduces_the_fake_quant_evaluation() {
 /// accumulator FL than those a residual add reads (c2, c3).
 #[test]
 fn per_channel_accumulator_caps_follow_the_graph() {
-    use f8net::train::conv_bn::{ACC_FL_QUANTIZED, ACC_FL_SHARED};
+    use f8net::train::weight_format::{ACC_FL_QUANTIZED, ACC_FL_SHARED};
     let mut net = tiny(Precision::Fixed);
     net.set_weight_format(WeightFormat::PerChannel);
     let caps: Vec<i32> = net

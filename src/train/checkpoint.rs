@@ -8,8 +8,9 @@
 //! network ([`RunInfo`]: `f8net.arch`, `f8net.width`, `f8net.mode`, `f8net.input_{h,w,c}`,
 //! `f8net.classes`), so `f8net eval --checkpoint` needs no flags.
 
-use super::conv_bn::{Precision, WeightFormat};
+use super::conv_bn::Precision;
 use super::net::{Net, Node};
+use super::weight_format::WeightFormat;
 use crate::error::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::HashMap;

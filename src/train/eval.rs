@@ -9,10 +9,11 @@
 
 use super::bn_stats::{self, BnEstimate};
 use super::checkpoint;
-use super::conv_bn::{Precision, WeightFormat};
+use super::conv_bn::Precision;
 use super::export::export;
 use super::net::Net;
 use super::rebuild::{self, NetSpec};
+use super::weight_format::WeightFormat;
 use crate::data::{self, Dataset, FolderOptions, Loader, LoaderConfig, Split};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -21,3 +21,4 @@ pub mod progress;
 pub mod rebuild;
 pub mod run;
 pub mod to_float;
+pub mod weight_format;

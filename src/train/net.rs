@@ -11,7 +11,7 @@
 //! Tensors are NHWC f32 with logical channels; tensor 0 is the input (pixel k as k/256);
 //! node i produces tensor i + 1.
 
-use super::conv_bn::{self, ConvBn, InputQuant, Precision, WeightFormat};
+use super::conv_bn::{self, ConvBn, InputQuant, Precision};
 use super::linear::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::fixed::Signedness;
@@ -111,42 +111,6 @@ impl Forward {
 }
 
 impl Net {
-    /// The weight format of the conv units (all share one).
-    pub fn weight_format(&self) -> WeightFormat {
-        self.nodes
-            .iter()
-            .find_map(|n| match n {
-                Node::Conv { unit, .. } => Some(unit.weight_format),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
-
-    /// Set every conv unit's weight format, and its accumulator FL cap from what reads its
-    /// output (tensor i + 1 of node i): `ACC_FL_QUANTIZED` when only units and the classifier
-    /// (quantizers) do, else `ACC_FL_SHARED`.
-    pub fn set_weight_format(&mut self, format: WeightFormat) {
-        let only_quantizers: Vec<bool> = (0..self.nodes.len())
-            .map(|i| {
-                self.nodes.iter().all(|n| match n {
-                    Node::Conv { .. } | Node::Classifier { .. } => true,
-                    Node::Add { a, b, .. } => *a != i + 1 && *b != i + 1,
-                    Node::GlobalAvgPool { input } => *input != i + 1,
-                })
-            })
-            .collect();
-        for (n, quantized) in self.nodes.iter_mut().zip(only_quantizers) {
-            if let Node::Conv { unit, .. } = n {
-                unit.weight_format = format;
-                unit.max_acc_fl = if quantized {
-                    conv_bn::ACC_FL_QUANTIZED
-                } else {
-                    conv_bn::ACC_FL_SHARED
-                };
-            }
-        }
-    }
-
     /// The scale of node `i` (1 for nodes without a quantized input).
     fn scale(&self, i: usize) -> f32 {
         match &self.nodes[i] {

@@ -18,7 +18,7 @@
 use super::backend::{self, Backend, Stepper};
 use super::bn_stats::{self, BnEstimate};
 use super::checkpoint::{self, RunInfo};
-use super::conv_bn::{Precision, WeightFormat};
+use super::conv_bn::Precision;
 use super::eval::{accuracy, evaluate, load_data, top1};
 use super::export::export;
 use super::fp_start::Source;
@@ -26,6 +26,7 @@ use super::from_arch::net_from_arch;
 use super::net::Net;
 use super::outputs::{columns, fl_rows, keep_epochs, write_plots, FL_HEADER, METRICS_HEADER};
 use super::progress::Progress;
+use super::weight_format::WeightFormat;
 use crate::arch::{ArchConfig, Family};
 use crate::data::{Loader, LoaderConfig, LoaderState, Split};
 use crate::error::{Error, Result};

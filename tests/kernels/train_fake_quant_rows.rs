@@ -17,7 +17,7 @@ use f8net::ops::fold::WeightLayout;
 use f8net::ops::gemm_f32::F32Weights;
 use f8net::reference::fake_quant::{fix_quant_backward, fix_quant_rows};
 use f8net::tensor::unpad_channels;
-use f8net::train::conv_bn::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
+use f8net::train::weight_format::{WeightFormat, ACC_FL_QUANTIZED, ACC_FL_SHARED};
 
 /// A unit's weights: host `[cout][per]` values uploaded in the GPU layout of its kind.
 #[derive(Clone, Copy)]

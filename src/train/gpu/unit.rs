@@ -35,7 +35,8 @@ use crate::ops::fold::{self, ScaleRefs};
 use crate::reference::gemm_f32::Activation;
 use crate::reference::residual::Activation as Act;
 use crate::tensor::{GpuF32Tensor, Shape};
-use crate::train::conv_bn::{ConvBn, InputQuant, Precision, WeightFormat, BN_EPS, BN_MOMENTUM};
+use crate::train::conv_bn::{ConvBn, InputQuant, Precision, BN_EPS, BN_MOMENTUM};
+use crate::train::weight_format::WeightFormat;
 use weight_quant::{WeightFls, WeightQuant};
 
 /// How a unit reads its input in one batch.

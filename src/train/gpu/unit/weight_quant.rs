@@ -12,9 +12,10 @@ use crate::fraclen::fl_from_std;
 use crate::gpu::{Encoder, GpuBuffer};
 use crate::ops::fake_quant::{record_fake_quant, FakeQuant};
 use crate::ops::fake_quant_rows::{record_fake_quant_rows, row_scales, FakeQuantRows, WeightRows};
-use crate::train::conv_bn::{Precision, WeightFormat, IMAGE_FL};
+use crate::train::conv_bn::{Precision, IMAGE_FL};
 use crate::train::gpu::stats::{Readback, RowSite, Site};
 use crate::train::gpu::StepCtx;
+use crate::train::weight_format::WeightFormat;
 
 /// The statistics behind a unit's weight FLs.
 pub(in crate::train::gpu) enum WeightQuant {
