@@ -6,6 +6,7 @@
 
 use super::conv_bn::{InputQuant, Precision};
 use super::net::{Net, Node};
+use super::weight_format::WeightFormat;
 use crate::error::Result;
 use crate::fixed::Signedness;
 use crate::io::write_atomic;
@@ -78,8 +79,9 @@ pub fn fl_rows(net: &Net, epoch: u64) -> Result<String> {
     Ok(s)
 }
 
-/// `curves.png` (from two epochs on) and, given the FL table, `fl.png`.
-pub fn write_plots(out: &Path, metrics: &str, fls: Option<&str>) -> Result<()> {
+/// `curves.png` (from two epochs on) and, given the FL table and the weight format it was
+/// written with, `fl.png`.
+pub fn write_plots(out: &Path, metrics: &str, fls: Option<(&str, WeightFormat)>) -> Result<()> {
     let rows = columns(metrics);
     if rows.len() >= 2 {
         let series = |name: &str, col: usize| Series {
@@ -109,7 +111,9 @@ pub fn write_plots(out: &Path, metrics: &str, fls: Option<&str>) -> Result<()> {
             &line_charts_png(&charts, 480, 320)?,
         )?;
     }
-    let Some(fls) = fls else { return Ok(()) };
+    let Some((fls, format)) = fls else {
+        return Ok(());
+    };
     // layer → epoch → (input FL, weight FL), layers in first-seen order.
     let mut order: Vec<String> = Vec::new();
     let mut cells: HashMap<String, BTreeMap<u64, (i32, i32)>> = HashMap::new();
@@ -146,7 +150,13 @@ pub fn write_plots(out: &Path, metrics: &str, fls: Option<&str>) -> Result<()> {
     };
     let maps = [
         map("input FL (running, rounded)", |v| v.0),
-        map("weight FL (folded, at eval)", |v| v.1),
+        map(
+            match format {
+                WeightFormat::PerLayer => "weight FL (folded, at eval)",
+                WeightFormat::PerChannel => "weight FL (channel median)",
+            },
+            |v| v.1,
+        ),
     ];
     write_atomic(&out.join("fl.png"), &heat_maps_png(&maps)?)
 }

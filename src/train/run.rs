@@ -449,7 +449,12 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
             fls += &fl_rows(&net, epoch + 1)?;
             write_atomic(&args.out.join("fl.csv"), fls.as_bytes())?;
         }
-        write_plots(&args.out, &metrics, model.as_ref().map(|_| fls.as_str()))?;
+        let format = net.weight_format();
+        write_plots(
+            &args.out,
+            &metrics,
+            model.as_ref().map(|_| (fls.as_str(), format)),
+        )?;
         save(&net, &loader, &stats)?;
         if let Some(m) = &model {
             file::save(m, &args.out.join("model.f8.safetensors"))?;
