@@ -24,14 +24,27 @@ pub enum FlRange {
     Paper,
     /// Per-output-channel weight formats of converted networks: 0..=15 (still shift-only).
     Wide,
+    /// Per-output-channel weight formats of F8Net training: −8..=15. A negative FL is a step of
+    /// 2^−FL (int8 codes times a power of two; the shifts absorb it).
+    Trained,
 }
+
+/// The smallest FL of `FlRange::Trained`.
+pub const MIN_TRAINED_FL: i32 = -8;
 
 impl FlRange {
     pub fn max_fl(self, signedness: Signedness) -> i32 {
         match (self, signedness) {
             (FlRange::Paper, Signedness::Unsigned) => 8,
             (FlRange::Paper, Signedness::Signed) => 7,
-            (FlRange::Wide, _) => 15,
+            (FlRange::Wide | FlRange::Trained, _) => 15,
+        }
+    }
+
+    pub fn min_fl(self) -> i32 {
+        match self {
+            FlRange::Paper | FlRange::Wide => 0,
+            FlRange::Trained => MIN_TRAINED_FL,
         }
     }
 }
@@ -50,11 +63,11 @@ impl Format {
     }
 
     pub fn with_range(signedness: Signedness, fl: i32, range: FlRange) -> Result<Format> {
-        let max = range.max_fl(signedness);
-        if !(0..=max).contains(&fl) {
+        let (min, max) = (range.min_fl(), range.max_fl(signedness));
+        if !(min..=max).contains(&fl) {
             return Err(Error::range(
                 "format",
-                format!("fractional length {fl} out of range 0..={max} for {signedness:?}"),
+                format!("fractional length {fl} out of range {min}..={max} for {signedness:?}"),
             ));
         }
         Ok(Format { signedness, fl })

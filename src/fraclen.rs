@@ -39,7 +39,7 @@ pub fn fl_from_std_in(std: f32, signedness: Signedness, range: FlRange) -> i32 {
     if fl.is_nan() {
         return max;
     }
-    (fl.clamp(0.0, max as f32)) as i32
+    (fl.clamp(range.min_fl() as f32, max as f32)) as i32
 }
 
 /// Root-mean-square quantization error of `xs` in `format`.
@@ -57,7 +57,7 @@ pub fn quant_rmse(xs: &[f32], format: Format) -> f64 {
 /// F8Net `fraclen_gridsearch`: the FL with the smallest RMSE, first minimum on ties.
 pub fn fl_grid_search(xs: &[f32], signedness: Signedness, range: FlRange) -> i32 {
     let mut best = (f64::INFINITY, 0);
-    for fl in 0..=range.max_fl(signedness) {
+    for fl in range.min_fl()..=range.max_fl(signedness) {
         let err = quant_rmse(xs, Format { signedness, fl });
         if err < best.0 {
             best = (err, fl);

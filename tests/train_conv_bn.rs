@@ -209,7 +209,7 @@ fn per_channel_weight_formats_follow_each_rows_sigma() {
         // Rows 2^-c apart in scale, so the channels want different FLs.
         let cout = case.unit.cout;
         case.unit.gamma = (0..cout)
-            .map(|c| 40.0 * (-(c as f32) * 1.5).exp2())
+            .map(|c| 4000.0 * (-(c as f32) * 2.5).exp2())
             .collect();
         case.unit.running_fl.value = x_fl;
         case.unit.weight_format = WeightFormat::PerChannel;
@@ -232,15 +232,19 @@ fn per_channel_weight_formats_follow_each_rows_sigma() {
             .map(|row| {
                 let sd = f8net::fraclen::unbiased_std(row);
                 let fl = (40.0 / sd).log2().floor() as i32;
-                fl.clamp(0, 15).min(cap - x_fl as i32).max(0)
+                fl.clamp(-8, 15).min(cap - x_fl as i32).max(-8)
             })
             .collect();
         assert_eq!(u.weight_fl, want, "{kind:?} x_fl {x_fl} cap {cap}");
         let mut distinct = want.clone();
         distinct.dedup();
         assert!(distinct.len() > 2, "{kind:?}: {want:?}");
+        assert!(
+            want.iter().any(|&f| f < 0),
+            "{kind:?}: no negative FL in {want:?}"
+        );
         for (c, row) in w_eff.chunks(per).enumerate() {
-            let f = Format::with_range(Signedness::Signed, want[c], f8net::fixed::FlRange::Wide)
+            let f = Format::with_range(Signedness::Signed, want[c], f8net::fixed::FlRange::Trained)
                 .unwrap();
             let codes: Vec<i32> = row.iter().map(|&v| f.quantize(v)).collect();
             assert_eq!(u.codes[c * per..(c + 1) * per], codes[..], "channel {c}");

@@ -197,7 +197,22 @@ fn export_agrees(format: WeightFormat) {
         let g = net.backward(&f).unwrap();
         net.sgd(&g, 0.05, 4e-5, WeightDecayScheme::All).unwrap();
     }
+    if format == WeightFormat::PerChannel {
+        // Half of c2's channels 2^9 larger: their W̃ needs negative FLs (steps of 2^k).
+        if let Node::Conv { unit, .. } = &mut net.nodes[1] {
+            unit.gamma.iter_mut().step_by(2).for_each(|g| *g *= 512.0);
+        }
+    }
     let model = f8net::train::export::export(&net, "tiny").unwrap();
+    if let f8net::model::int::IntNode::Conv { layer, .. } = &model.nodes[1] {
+        let negative = layer.weight_fl.iter().any(|&f| f < 0);
+        assert_eq!(
+            negative,
+            format == WeightFormat::PerChannel,
+            "{:?}",
+            layer.weight_fl
+        );
+    }
     // The per-channel export keeps one FL per channel (the trained units differ across channels).
     let distinct = |l: &f8net::model::int::IntLayer| {
         let mut v = l.weight_fl.clone();

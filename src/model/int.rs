@@ -7,7 +7,7 @@
 //! `[c][kh][kw]`, linear `[n][k]`, all int8 codes (−127..=127).
 
 use crate::error::{Error, Result};
-use crate::fixed::{check_shift, FlRange, Format};
+use crate::fixed::{check_shift, FlRange, Format, MIN_TRAINED_FL};
 use crate::reference::{residual::Activation, EpilogueSpec, OutputKind, Window};
 
 /// What a tensor holds.
@@ -279,10 +279,17 @@ fn check_layer(layer: &IntLayer, cout: usize, per_channel: usize) -> Result<()> 
             layer.weight_fl.len()
         )));
     }
-    if let Some(fl) = layer.weight_fl.iter().find(|&&fl| !(0..=15).contains(&fl)) {
+    if let Some(fl) = layer
+        .weight_fl
+        .iter()
+        .find(|&&fl| !(MIN_TRAINED_FL..=15).contains(&fl))
+    {
         return Err(Error::range(
             "model",
-            format!("{}: weight FL {fl} outside 0..=15", layer.name),
+            format!(
+                "{}: weight FL {fl} outside {MIN_TRAINED_FL}..=15",
+                layer.name
+            ),
         ));
     }
     layer.ep.validate("model", cout)

@@ -124,13 +124,13 @@ pub fn row_std(ss: f32, count: usize) -> f32 {
     (ss as f64 / (count - 1) as f64).sqrt() as f32
 }
 
-/// The scales buffer of `record_fake_quant_rows` for per-channel FLs (`FlRange::Wide`):
+/// The scales buffer of `record_fake_quant_rows` for per-channel FLs (`FlRange::Trained`):
 /// `[2^fl | 2^−fl]`, padding channels 1.
 pub fn row_scales(fls: &[i32]) -> Result<Vec<f32>> {
     let n = cp(fls.len());
     let mut v = vec![1.0; 2 * n];
     for (c, &fl) in fls.iter().enumerate() {
-        let f = Format::with_range(Signedness::Signed, fl, FlRange::Wide)
+        let f = Format::with_range(Signedness::Signed, fl, FlRange::Trained)
             .map_err(|e| Error::range("fake_quant_rows", e.to_string()))?;
         v[c] = (fl as f32).exp2();
         v[n + c] = f.step();

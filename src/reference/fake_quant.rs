@@ -38,7 +38,7 @@ pub fn fix_quant(x: &[f32], format: Format) -> Result<FakeQuantOutput> {
 }
 
 /// `fix_quant` of signed weights row by row: row `c` (of `x.len() / fls.len()` values) at FL
-/// `fls[c]`, FLs in `FlRange::Wide` (per-channel weight formats).
+/// `fls[c]`, FLs in `FlRange::Trained` (per-channel weight formats of training).
 pub fn fix_quant_rows(x: &[f32], fls: &[i32]) -> Result<FakeQuantOutput> {
     if fls.is_empty() || x.len() % fls.len() != 0 {
         return Err(Error::shape(
@@ -52,7 +52,7 @@ pub fn fix_quant_rows(x: &[f32], fls: &[i32]) -> Result<FakeQuantOutput> {
         mask: Vec::with_capacity(x.len()),
     };
     for (row, &fl) in x.chunks(per).zip(fls) {
-        let format = Format::with_range(Signedness::Signed, fl, FlRange::Wide)
+        let format = Format::with_range(Signedness::Signed, fl, FlRange::Trained)
             .map_err(|e| Error::range("fix_quant_rows", e.to_string()))?;
         let scale = (fl as f32).exp2();
         out.values.extend(row.iter().map(|&v| format.fake_quant(v)));

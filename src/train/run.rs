@@ -80,7 +80,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "f8net")]
     pub mode: Mode,
     /// Weight FLs of the conv units: one per layer (the paper) or one per output channel (the
-    /// official code's `per_channel`, FL 0..=15) [default: per-layer; --resume: the checkpoint's].
+    /// official code's `per_channel`, FL −8..=15) [default: per-layer; --resume: the checkpoint's].
     #[arg(long, value_enum)]
     pub weight_format: Option<WeightFormat>,
     /// IDX files or an image-folder data set (default: Fashion-MNIST, see `data::fashion_mnist`).

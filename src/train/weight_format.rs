@@ -5,7 +5,7 @@
 //! W̃ is `cout` rows, one per output channel (dense OHWI rows, depthwise `[c][kh][kw]` on the CPU).
 
 use super::net::{Net, Node};
-use crate::fixed::{FlRange, Signedness};
+use crate::fixed::{FlRange, Signedness, MIN_TRAINED_FL};
 use crate::fraclen::{fl_from_std, fl_from_std_in, unbiased_std};
 
 /// How the folded weight W̃ gets its fractional length (F8NET.md §3.3, §3.5 `format_type`).
@@ -15,7 +15,8 @@ pub enum WeightFormat {
     #[default]
     PerLayer,
     /// One FL per output channel from the σ of that channel's row of W̃ (the official code's
-    /// `format_type: per_channel`), in 0..=15 (`FlRange::Wide`) and at most
+    /// `format_type: per_channel`), in −8..=15 (`FlRange::Trained`: a negative FL keeps a
+    /// channel whose W̃ is far above ±127 from clipping) and at most
     /// `ConvBn::max_acc_fl − FL_x`. Still int8 codes and shifts only: the export writes the
     /// unit's int32 output at `FL_x + max FL_w` by exact left shifts, and the cap keeps that
     /// int32 value exact wherever it matters (`ACC_FL_SHARED`, `ACC_FL_QUANTIZED`).
@@ -49,9 +50,9 @@ impl WeightFormat {
     /// The per-channel FL of a row of σ `sd` for an input at FL `x_fl`, at most
     /// `max_acc_fl − x_fl`.
     pub fn channel_fl(sd: f32, x_fl: i32, max_acc_fl: i32) -> i32 {
-        fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
+        fl_from_std_in(sd, Signedness::Signed, FlRange::Trained)
             .min(max_acc_fl - x_fl)
-            .max(0)
+            .max(MIN_TRAINED_FL)
     }
 
     /// The weight FL of every output channel of `w_eff` (`cout` rows of equal length) for an

@@ -1,6 +1,6 @@
 //! Per-channel weight formats on the GPU (`shaders/fake_quant_rows.wgsl`) against their CPU
 //! specs: `fake_quant_rows` bit for bit against `reference::fake_quant::fix_quant_rows` (values
-//! and STE masks, every FL 0..=15, rounding ties, clamps, NaN, ±∞, −0), and `row_stats` σ against
+//! and STE masks, every FL −8..=15, rounding ties, clamps, NaN, ±∞, −0), and `row_stats` σ against
 //! `fraclen::unbiased_std` within F32_RTOL with the same FLs as `WeightFormat::fls`; both weight
 //! layouts (dense OHWI rows with padded input lanes, depthwise `[kh][kw][CP]`), padding lanes of
 //! the input nonzero; outputs NaN-poisoned, padded output channels of dense weights untouched;
@@ -156,8 +156,8 @@ fn train_fake_quant_rows_gpu_bit_exact_both_layouts() {
                 Kind::Dense { cin } => cin,
                 Kind::Depthwise => 1,
             };
-        // Every FL 0..=15 across the channels, a row's values on its own FL's grid.
-        let fls: Vec<i32> = (0..cout).map(|c| ((c * 7 + 3) % 16) as i32).collect();
+        // Every FL −8..=15 across the channels, a row's values on its own FL's grid.
+        let fls: Vec<i32> = (0..cout).map(|c| ((c * 7 + 3) % 24) as i32 - 8).collect();
         let host: Vec<f32> = fls
             .iter()
             .flat_map(|&fl| row_values(&mut rng, per, fl))
@@ -284,9 +284,9 @@ fn train_row_stats_gpu_matches_unbiased_std_and_fls() {
         for x_fl in [0, 6, 8] {
             for cap in [ACC_FL_SHARED, ACC_FL_QUANTIZED] {
                 let fl = |sd: f32| {
-                    fl_from_std_in(sd, Signedness::Signed, FlRange::Wide)
+                    fl_from_std_in(sd, Signedness::Signed, FlRange::Trained)
                         .min(cap - x_fl)
-                        .max(0)
+                        .max(-8)
                 };
                 let fls: Vec<i32> = got.iter().map(|&sd| fl(sd)).collect();
                 let spec = WeightFormat::PerChannel.fls(&host, cout, x_fl, cap);
@@ -301,14 +301,14 @@ fn train_row_stats_gpu_matches_unbiased_std_and_fls() {
 fn train_fake_quant_rows_gpu_refuses_bad_input() {
     let Some(gpu) = gpu_or_skip() else { return };
     assert!(rows::row_scales(&[3, 16]).is_err());
-    assert!(rows::row_scales(&[-1]).is_err());
+    assert!(rows::row_scales(&[-9]).is_err());
     let step = |fl| {
-        Format::with_range(Signedness::Signed, fl, FlRange::Wide)
+        Format::with_range(Signedness::Signed, fl, FlRange::Trained)
             .unwrap()
             .step()
     };
-    let want = [1.0, 32768.0, 1.0, 1.0, 1.0, step(15), 1.0, 1.0];
-    assert_eq!(rows::row_scales(&[0, 15]).unwrap(), want);
+    let want = [1.0, 32768.0, 1.0 / 256.0, 1.0, 1.0, step(15), 256.0, 1.0];
+    assert_eq!(rows::row_scales(&[0, 15, -8]).unwrap(), want);
     let w = Weights::upload(gpu, Kind::Dense { cin: 3 }, 5, 9, &vec![0.5; 5 * 27]);
     let scales = gpu.upload(&rows::row_scales(&[1; 5]).unwrap()).unwrap();
     let out = gpu.alloc(w.data.len()).unwrap();
