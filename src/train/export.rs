@@ -1,10 +1,12 @@
 //! Export of a trained F8Net network (`train::net::Net`) to the integer model
 //! (`model::int::IntModel`, the file format and executors of `f8net infer`), F8NET.md §2.4,
 //! §2.8–§2.10: every unit's BN folded with its running statistics and its scales, int8 weights at
-//! the unit's weight FL, int32 biases at FL_x + FL_w, each unit writing its int32 accumulator
-//! (shift 0) that every 8-bit consumer requantizes to its own running input FL (the consumer side,
-//! as the official int model); residual adds align int32 streams; the pool is a sum with an FL
-//! change; the classifier's positive rescale is dropped (its bias divided by `s_fc·ws`).
+//! the unit's weight FL (one per output channel with `WeightFormat::PerChannel`), int32 biases
+//! at FL_x + FL_w, each unit writing its int32 accumulator (shift 0; per-channel FLs: left shifts
+//! to FL_x + max FL_w, exact within `weight_format`'s caps) that every 8-bit consumer requantizes
+//! to its own running input FL (the consumer side, as the official int model); residual adds
+//! align int32 streams; the pool is a sum with an FL change; the classifier's positive rescale is
+//! dropped (its bias divided by `s_fc·ws`).
 
 use super::net::{Net, Node};
 use crate::error::{Error, Result};
