@@ -1,7 +1,8 @@
 // fake_quant_rows.wgsl — per-channel weight formats of F8Net training (`WeightFormat::PerChannel`):
 // the σ of every output channel's row of W̃ and fix_quant of each row at its own FL. Spec:
 // src/reference/fake_quant.rs (`fix_quant_rows`) and `fraclen::unbiased_std`; launcher:
-// src/ops/fake_quant_rows.rs. One Params for both entry points.
+// src/ops/fake_quant_rows.rs. One Params for both entry points; the layouts in weight_layout.wgsl
+// (appended).
 //
 // Weights are padded f32 rows [rows][4·C4] as in fake_quant.wgsl (element k is padding when
 // k % (4·C4) ≥ c), and each output channel's values follow the weight layout of fold.wgsl:
@@ -42,20 +43,13 @@ struct Params {
 
 var<workgroup> red: array<f32, WG_ROW>;
 
-// Offset of value j of channel ch.
+// Offset of value j of channel ch, and the channel of element k (weight_layout.wgsl).
 fn weight_at(q: Params, ch: u32, j: u32) -> u32 {
-    if (q.arrangement == 0u) {
-        return ch * q.per + j;
-    }
-    return j * q.cp + ch;
+    return layout_offset(q.arrangement, q.per, q.cp, ch, j);
 }
 
-// The channel of element k.
 fn channel_of(q: Params, k: u32) -> u32 {
-    if (q.arrangement == 0u) {
-        return k / q.per;
-    }
-    return k % q.cp;
+    return layout_channel(q.arrangement, q.per, q.cp, k);
 }
 
 fn is_live(q: Params, k: u32) -> bool {

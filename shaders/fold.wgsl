@@ -1,7 +1,8 @@
 // fold.wgsl — F8Net's folding of batch norm and the PACT scales into a conv unit's weights,
 // forward and backward, for QAT on the GPU (F8NET.md §2.1, §2.3, §4.1). Spec:
 // src/reference/fold.rs; launcher: src/ops/fold/conv.rs. The scales, the classifier and dα are in
-// fold_linear.wgsl; Params and the reductions in fold_common.wgsl (appended).
+// fold_linear.wgsl; Params and the reductions in fold_common.wgsl, the weight layouts in
+// weight_layout.wgsl (both appended).
 //
 // Layouts. Per-channel vectors are f32 [k][CP] blocks, CP = 4·ceil(c/4), padding lanes 0:
 //   affine [γ | β], raw statistics [μ_r | v_r] (of y0r = conv(x_q, W)), running [mean | var],
@@ -49,20 +50,13 @@
 @group(0) @binding(6) var<uniform> p6: Params;
 @group(0) @binding(8) var<uniform> p8: Params;
 
-// Offset of value j of channel c in the weight layout.
+// Offset of value j of channel c, and the channel of weight element i (weight_layout.wgsl).
 fn weight_at(q: Params, c: u32, j: u32) -> u32 {
-    if (q.arrangement == 0u) {
-        return c * q.per + j;
-    }
-    return j * q.cp + c;
+    return layout_offset(q.arrangement, q.per, q.cp, c, j);
 }
 
-// The channel of weight element i (padded channels ≥ c included).
 fn channel_of(q: Params, i: u32) -> u32 {
-    if (q.arrangement == 0u) {
-        return i / q.per;
-    }
-    return i % q.cp;
+    return layout_channel(q.arrangement, q.per, q.cp, i);
 }
 
 @compute @workgroup_size(WG)

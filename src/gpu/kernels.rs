@@ -56,13 +56,29 @@ macro_rules! with_f32_tile {
     };
 }
 
-/// A fold kernel file followed by `fold_common.wgsl` (Params, reductions) and `common.wgsl`.
+/// A fold kernel file followed by `fold_common.wgsl` (Params, reductions), `weight_layout.wgsl`
+/// and `common.wgsl`.
 macro_rules! with_fold_common {
     ($file:literal) => {
         concat!(
             include_str!(concat!("../../shaders/", $file)),
             "\n",
             include_str!("../../shaders/fold_common.wgsl"),
+            "\n",
+            include_str!("../../shaders/weight_layout.wgsl"),
+            "\n",
+            include_str!("../../shaders/common.wgsl")
+        )
+    };
+}
+
+/// A kernel file followed by `weight_layout.wgsl` and `common.wgsl` (fake_quant_rows).
+macro_rules! with_weight_layout {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $file)),
+            "\n",
+            include_str!("../../shaders/weight_layout.wgsl"),
             "\n",
             include_str!("../../shaders/common.wgsl")
         )
@@ -147,7 +163,7 @@ impl Shader {
             Shader::Loss => with_common!("loss.wgsl"),
             Shader::Optim => with_common!("optim.wgsl"),
             Shader::FakeQuant => with_common!("fake_quant.wgsl"),
-            Shader::FakeQuantRows => with_common!("fake_quant_rows.wgsl"),
+            Shader::FakeQuantRows => with_weight_layout!("fake_quant_rows.wgsl"),
             Shader::Fold => with_fold_common!("fold.wgsl"),
             Shader::FoldLinear => with_fold_common!("fold_linear.wgsl"),
             Shader::SumPool => with_common!("sum_pool.wgsl"),
