@@ -242,25 +242,6 @@ fn small(family: Family, precision: Precision) -> Net {
     net_from_arch(&arch, 7, precision).unwrap()
 }
 
-#[test]
-fn tiny_net_steps_match_the_cpu() {
-    for precision in [Precision::Fixed, Precision::Float] {
-        let mut rng = Rng::new(21);
-        let batches: Vec<_> = (0..5)
-            .map(|_| crate::train_net::batch(&mut rng, 16))
-            .collect();
-        let net = crate::train_net::tiny(precision);
-        let label = format!("tiny {precision:?}");
-        same_steps(
-            &label,
-            net,
-            &batches,
-            Follow::FreeRunning,
-            WeightDecayScheme::All,
-        );
-    }
-}
-
 /// `net` with per-channel weight formats; in fixed point, checks on the CPU that some unit's
 /// channels get different FLs on `batch` (so the comparison is not per-layer in disguise).
 fn per_channel(mut net: Net, (x, y): &(Vec<f32>, Vec<u32>)) -> Net {
@@ -277,23 +258,28 @@ fn per_channel(mut net: Net, (x, y): &(Vec<f32>, Vec<u32>)) -> Net {
     net
 }
 
-/// Per-channel weight formats (one FL per output channel from its row's σ, capped at
-/// max_acc_fl − FL_x) run free as the per-layer tiny net does; in float they are FL 7.
+/// The tiny net runs free in both precisions and both weight formats (per-channel: one FL per
+/// output channel from its row's σ, capped at max_acc_fl − FL_x; in float every FL is 7).
 #[test]
-fn tiny_net_per_channel_steps_match_the_cpu() {
-    for precision in [Precision::Fixed, Precision::Float] {
-        let mut rng = Rng::new(21);
-        let batches: Vec<_> = (0..5)
-            .map(|_| crate::train_net::batch(&mut rng, 16))
-            .collect();
-        let net = per_channel(crate::train_net::tiny(precision), &batches[0]);
-        same_steps(
-            &format!("tiny {precision:?} per-channel"),
-            net,
-            &batches,
-            Follow::FreeRunning,
-            WeightDecayScheme::All,
-        );
+fn tiny_net_steps_match_the_cpu() {
+    for format in [WeightFormat::PerLayer, WeightFormat::PerChannel] {
+        for precision in [Precision::Fixed, Precision::Float] {
+            let mut rng = Rng::new(21);
+            let batches: Vec<_> = (0..5)
+                .map(|_| crate::train_net::batch(&mut rng, 16))
+                .collect();
+            let mut net = crate::train_net::tiny(precision);
+            if format == WeightFormat::PerChannel {
+                net = per_channel(net, &batches[0]);
+            }
+            same_steps(
+                &format!("tiny {precision:?} {}", format.name()),
+                net,
+                &batches,
+                Follow::FreeRunning,
+                WeightDecayScheme::All,
+            );
+        }
     }
 }
 
