@@ -39,12 +39,12 @@ const PARAM_ATOL: f32 = 2e-4;
 /// differences between GPU and CPU statistics (shifted f32 sums vs f64 two-pass: ~1e-6).
 const BOUNDARY_RTOL: f32 = 1e-4;
 
-/// The nearest FL boundary of the σ rule (σ = coeff/2^k; up to FL 15 for per-channel weight
+/// The nearest FL boundary of the σ rule (σ = coeff/2^k; FLs −8..=15 for per-channel weight
 /// formats) and σ's relative distance to it.
 fn nearest_boundary(sd: f32, signedness: Signedness) -> (f32, f32) {
     let coeff = std_coefficient(signedness);
-    (0..=16)
-        .map(|k| coeff / (1u32 << k) as f32)
+    (-8..=16)
+        .map(|k: i32| coeff * (-k as f32).exp2())
         .map(|b| (b, (sd / b - 1.0).abs()))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((coeff, f32::INFINITY))
