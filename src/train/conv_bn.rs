@@ -391,10 +391,7 @@ impl ConvBn {
         precision: Precision,
     ) -> Result<Vec<f32>> {
         self.check(shape)?;
-        let fl = match self.input {
-            InputQuant::Quantized(s) => Some(self.running_fl.current(s)),
-            InputQuant::Fixed => None,
-        };
+        let fl = self.eval_input().map(|f| f.fl);
         let x_q = self.quantize_input(x, precision, fl)?.values;
         let f = self.fold_eval(s_in, s_out, precision)?;
         // Fixed point adds the bias as the integer model does: int32 at FL_x + FL_w (§2.4).
@@ -414,11 +411,19 @@ impl ConvBn {
 
     /// BN folded with the running statistics and the weights quantized, as at eval.
     fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
-        let x_fl = match self.input {
-            InputQuant::Quantized(s) => self.running_fl.current(s),
-            InputQuant::Fixed => IMAGE_FL,
-        };
+        let x_fl = self.eval_input().map_or(IMAGE_FL, |f| f.fl);
         self.fold(&self.running_stats(), (s_in, s_out), precision, x_fl)
+    }
+
+    /// The input format at eval: the rounded running FL (None: the fixed 8-bit image).
+    fn eval_input(&self) -> Option<Format> {
+        match self.input {
+            InputQuant::Quantized(s) => Some(Format {
+                signedness: s,
+                fl: self.running_fl.current(s),
+            }),
+            InputQuant::Fixed => None,
+        }
     }
 
     /// The BN running statistics as the fold reads them (σ = √(var + eps)).
@@ -449,13 +454,7 @@ impl ConvBn {
                 row.iter().map(move |v| (v * step).round_ties_even() as i32)
             })
             .collect();
-        let x = match self.input {
-            InputQuant::Quantized(s) => Some(Format {
-                signedness: s,
-                fl: self.running_fl.current(s),
-            }),
-            InputQuant::Fixed => None,
-        };
+        let x = self.eval_input();
         Ok(IntegerUnit {
             input: x,
             codes,
