@@ -1,17 +1,18 @@
 //! BN re-estimation (`train::bn_stats`): the running statistics become the (unbiased) batch
-//! statistics of training-mode forwards, averaged over batches, and nothing else changes.
+//! statistics of training-mode forwards, averaged over batches, and nothing else changes; and
+//! the re-statement, which keeps the evaluation and makes it the training forward's.
 
 use crate::common::*;
 use crate::train_net::{batch, tiny};
 use f8net::data::Dataset;
 use f8net::reference::optim::WeightDecayScheme;
-use f8net::train::bn_stats::{reestimate, BnEstimate};
+use f8net::train::bn_stats::{reestimate, restate, BnEstimate};
 use f8net::train::conv_bn::Precision;
 use f8net::train::eval::top1;
 use f8net::train::net::{Net, Node};
 
 /// `n` images of the tiny net's task as a data set (pixel k/256 is byte k).
-fn data(rng: &mut Rng, n: usize) -> Dataset {
+pub(crate) fn data(rng: &mut Rng, n: usize) -> Dataset {
     let (x, y) = batch(rng, n);
     Dataset {
         images: x.iter().map(|v| (v * 256.0) as u8).collect(),
@@ -60,7 +61,7 @@ fn trained(precision: Precision) -> Net {
 }
 
 /// (running mean, running var) of every conv unit.
-fn running(net: &Net) -> Vec<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn running(net: &Net) -> Vec<(Vec<f32>, Vec<f32>)> {
     net.nodes
         .iter()
         .filter_map(|n| match n {
@@ -198,4 +199,59 @@ fn zero_images_keep_the_statistics_and_a_zero_batch_is_refused() {
         batch: 250,
     };
     assert_eq!(reestimate(&mut n, &d, all).unwrap(), 16);
+}
+
+/// Relative tolerance of a re-stated network against the original (logits) and of a
+/// re-estimation against the re-stated statistics: float rounding of γ'/σ' against γ/σ, and the
+/// evaluation's unbiased variance against training's biased one.
+pub(crate) const RESTATE_TOLERANCE: f32 = 1e-3;
+
+/// max |a − b| relative to max(max |b|, 1).
+pub(crate) fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// The largest relative difference between two sets of running statistics.
+pub(crate) fn stats_diff(a: &[(Vec<f32>, Vec<f32>)], b: &[(Vec<f32>, Vec<f32>)]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|((am, av), (bm, bv))| rel_diff(am, bm).max(rel_diff(av, bv)))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn restating_keeps_the_evaluation_and_is_what_re_estimation_then_finds() {
+    let d = data(&mut Rng::new(6), 64);
+    let (x, _) = inputs(&d);
+    let how = BnEstimate {
+        images: 64,
+        batch: 64,
+    };
+    let net = trained(Precision::Float);
+    let before = net.forward_eval(&x, 64).unwrap();
+    let mut r = net.clone();
+    assert_eq!(restate(&mut r, &d, how).unwrap(), 64);
+    let moved = rel_diff(&r.forward_eval(&x, 64).unwrap(), &before);
+    assert!(moved <= RESTATE_TOLERANCE, "logits moved by {moved}");
+    // Only γ, β and the statistics changed.
+    for (a, b) in r.nodes.iter().zip(&net.nodes) {
+        if let (Node::Conv { unit: a, .. }, Node::Conv { unit: b, .. }) = (a, b) {
+            assert_eq!(a.weight, b.weight);
+            assert_ne!(a.gamma, b.gamma);
+        }
+    }
+    // A training-mode forward now computes the statistics the evaluation reads.
+    let mut again = r.clone();
+    reestimate(&mut again, &d, how).unwrap();
+    let fixed_point = stats_diff(&running(&again), &running(&r));
+    assert!(
+        fixed_point <= RESTATE_TOLERANCE,
+        "re-estimation moved the re-stated statistics by {fixed_point}"
+    );
+    // Re-estimating the planted statistics instead changes the evaluation.
+    let mut plain = net.clone();
+    reestimate(&mut plain, &d, how).unwrap();
+    let changed = rel_diff(&plain.forward_eval(&x, 64).unwrap(), &before);
+    assert!(changed > 10.0 * RESTATE_TOLERANCE, "{changed}");
 }

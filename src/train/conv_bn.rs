@@ -409,6 +409,23 @@ impl ConvBn {
         Ok(Self::add_bias(self.conv(&x_q, shape, &f.w_q)?, &b))
     }
 
+    /// The statistics of y0 = conv(x_q, W) at eval, with the input quantized as `forward_eval`
+    /// quantizes it, in the units the fold reads, and the pixels they were taken over.
+    pub fn eval_y0_stats(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        s_in: f32,
+        precision: Precision,
+    ) -> Result<(FoldStats, usize)> {
+        let out_shape = self.check(shape)?;
+        let fl = self.eval_input().map(|f| f.fl);
+        let x_q = self.quantize_input(x, precision, fl)?.values;
+        let y0r = self.conv(&x_q, shape, &self.weight)?;
+        let stats = fold_stats(&batch_stats(&y0r, out_shape)?, s_in, BN_EPS)?;
+        Ok((stats, out_shape.pixels()))
+    }
+
     /// BN folded with the running statistics and the weights quantized, as at eval.
     fn fold_eval(&self, s_in: f32, s_out: f32, precision: Precision) -> Result<Folded> {
         let x_fl = self.eval_input().map_or(IMAGE_FL, |f| f.fl);

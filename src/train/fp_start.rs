@@ -1,6 +1,7 @@
 //! The F8Net start from an FP checkpoint (F8NET.md §6: the 8-bit model is trained from the FP
-//! one). Two edits make the loaded network compute what the FP network computed, so that the
-//! 8-bit start loses only what rounding loses (and what the FLs' first steps cost):
+//! one). Two edits make the loaded network's eval compute what the FP network computed, so that
+//! the 8-bit start loses only what rounding loses, and two more steps (`train::run` calls them
+//! for an FP source) make the training forward compute it too:
 //!
 //! - **Dead channels** (running variance below `DEAD_VARIANCE`): their conv output is constant,
 //!   so BN outputs β whatever W is. Their W̃ = γ/√(v+eps)·W is ~300·γ·W, which dominates σ(W̃) and
@@ -15,16 +16,29 @@
 //!   MobileNet-V2: 0.13 and 0.83, FP 0.83). W is clamped so that
 //!   |W̃| ≤ 127/128 at the running statistics and the loaded scales — what the FP eval computed
 //!   already. The classifier's weight, clamped raw at FL 7 in FP, likewise.
-//! - The running input FLs stay as loaded (an FP checkpoint's are 6, the initial value, §3.4)
-//!   and walk from there as in the paper. Placing them before the first step was measured and
-//!   dropped (docs/RESULTS.md, "What we learned").
+//! - With per-channel weight formats the running input FLs (an FP checkpoint's are 6, the
+//!   initial value, §3.4) are walked to where F8Net's rule takes them before the first step
+//!   (`Net::walk_fls`); with one weight FL per layer they walk during training as in the paper
+//!   (walking first breaks that format's evaluation).
+//! - Then `bn_stats::restate` makes the BN statistics the 8-bit network's own, keeping the eval
+//!   function, so that training (batch statistics, batch FLs) runs the network the evaluation
+//!   runs. Without these two steps the eval was kept but training started from another network:
+//!   MobileNet-V1 w0.25 after 15 FP epochs, 2-epoch per-channel phase 0.8654, with them 0.8721
+//!   (FP continued 0.8727; docs/RESULTS.md).
 //!
 //! Weights are NHWC-layout tensors as in `conv_bn` (dense OHWI, depthwise `[c][kh][kw]`, the
-//! classifier `[classes][k]`); both edits act per output channel.
+//! classifier `[classes][k]`); the edits act per output channel.
 
+use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::error::Result;
 use crate::fixed::{Format, Signedness};
+use crate::fraclen::RunningFl;
 use crate::train::conv_bn::{ConvBn, DEAD_VARIANCE};
 use crate::train::net::{Net, Node};
+
+/// Training-mode forwards that walk the running FLs before the first step (`Net::walk_fls`):
+/// with momentum 0.1 an FL 6 away from its fixed point is within 0.5 of it after 24.
+pub const FL_WALK_BATCHES: usize = 100;
 
 /// The largest |W̃| the FP baseline keeps (the signed 8-bit range at FL 7).
 pub fn float_weight_limit() -> f32 {
@@ -125,5 +139,63 @@ impl Net {
             }
         }
         r
+    }
+}
+
+impl Net {
+    /// The running input FLs (conv units and the classifier), in node order.
+    fn running_fls(&self) -> Vec<RunningFl> {
+        let fl = |node: &Node| match node {
+            Node::Conv { unit, .. } => Some(unit.running_fl),
+            Node::Classifier { fc, .. } => Some(fc.running_fl),
+            _ => None,
+        };
+        self.nodes.iter().filter_map(fl).collect()
+    }
+
+    /// Walk the running input FLs to where F8Net's rule takes them (§3.4) and change nothing
+    /// else: training-mode forwards of `batches` batches of `batch` training images (in order,
+    /// not augmented, from the start again at the end) on a copy, whose FLs are kept. Returns how many rounded FLs moved.
+    ///
+    /// Why: training quantizes each batch at its own FL F_b from σ, eval and the scale use the
+    /// running FL F_r, and an FP checkpoint's are all 6 (§3.4's initial value) while F_b sits
+    /// at 0, 8 or in between. Until F_r has walked there, training clips at α·2^(F_r − F_b)
+    /// instead of α, another network than the one loaded. The FL itself does not change what
+    /// PACT computes at eval (the step is α/255 at any FL); with per-channel weight formats the
+    /// units' W̃ absorb the 2^(F_in − F_out) it moves, so the eval is kept (MobileNet-V1 w0.25,
+    /// 15 FP epochs: 8-bit eval 0.8726 before the walk, 0.8730 after). With one weight FL per
+    /// layer (0..=7) it is not (0.8703 → 0.2651), so only per-channel starts walk.
+    pub fn walk_fls(&mut self, data: &Dataset, batches: usize, batch: usize) -> Result<usize> {
+        let before = self.running_fls();
+        let mut walker = self.clone();
+        let mut loader = Loader::new(data, LoaderConfig::eval(batch.max(1)))?;
+        for _ in 0..batches {
+            let b = match loader.next_batch() {
+                Some(b) => b,
+                None => {
+                    loader = Loader::new(data, LoaderConfig::eval(batch.max(1)))?;
+                    let Some(b) = loader.next_batch() else { break };
+                    b
+                }
+            };
+            let labels: Vec<u32> = b.labels.iter().map(|&l| l as u32).collect();
+            walker.forward(&b.inputs, &labels)?;
+        }
+        let mut walked = walker.running_fls().into_iter();
+        let mut moved = 0;
+        for node in &mut self.nodes {
+            let fl = match node {
+                Node::Conv { unit, .. } => &mut unit.running_fl,
+                Node::Classifier { fc, .. } => &mut fc.running_fl,
+                _ => continue,
+            };
+            *fl = walked.next().unwrap_or(*fl);
+        }
+        for (a, b) in before.iter().zip(self.running_fls()) {
+            if a.value.round() != b.value.round() {
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 }

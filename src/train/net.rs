@@ -223,6 +223,11 @@ impl Net {
     /// Evaluation forward (running BN statistics, rounded running FLs, the classifier's
     /// positive rescale dropped as at inference): logits `[n][classes]`.
     pub fn forward_eval(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.eval_tensors(x, n)?.pop().unwrap_or_default())
+    }
+
+    /// The evaluation forward's tensors: the input, then every node's output (NHWC f32).
+    pub fn eval_tensors(&self, x: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
         let shapes = self.tensor_shapes(n)?;
         let scales: Vec<f32> = (0..self.nodes.len()).map(|i| self.scale(i)).collect();
         let mut tensors = vec![x.to_vec()];
@@ -259,7 +264,7 @@ impl Net {
             };
             tensors.push(out);
         }
-        Ok(tensors.pop().unwrap_or_default())
+        Ok(tensors)
     }
 
     /// The scale of node `i` (public for the export).

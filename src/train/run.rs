@@ -21,14 +21,14 @@ use super::checkpoint::{self, RunInfo};
 use super::conv_bn::Precision;
 use super::eval::{accuracy, evaluate, load_data, top1};
 use super::export::export;
-use super::fp_start::Source;
+use super::fp_start::{Source, FL_WALK_BATCHES};
 use super::from_arch::net_from_arch;
 use super::net::Net;
 use super::outputs::{columns, fl_rows, keep_epochs, write_plots, FL_HEADER, METRICS_HEADER};
 use super::progress::Progress;
 use super::weight_format::WeightFormat;
 use crate::arch::{ArchConfig, Family};
-use crate::data::{Loader, LoaderConfig, LoaderState, Split};
+use crate::data::{Dataset, Loader, LoaderConfig, LoaderState, Split};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::file;
@@ -229,8 +229,15 @@ impl EpochStats {
 }
 
 /// The F8Net start from a loaded checkpoint (`train::fp_start`): dead channels and, for an FP
-/// source, the FP weight clamp.
-fn fixed_start(net: &mut Net, source: Option<Precision>) {
+/// source, the FP weight clamp, the running FLs walked (per-channel weight formats) and the BN
+/// statistics re-stated to the 8-bit network's own (`bn_stats::restate`).
+fn fixed_start(
+    net: &mut Net,
+    source: Option<Precision>,
+    train: &Dataset,
+    bn: BnEstimate,
+    batch: usize,
+) -> Result<()> {
     let source = match source {
         Some(Precision::Fixed) => Source::Fixed,
         _ => Source::Float,
@@ -241,6 +248,16 @@ fn fixed_start(net: &mut Net, source: Option<Precision>) {
          |W̃| ≤ 127/128 (train::fp_start)",
         r.dead_channels, r.clamped_weights, r.weights
     );
+    if source == Source::Fixed {
+        return Ok(());
+    }
+    if net.weight_format() == WeightFormat::PerChannel {
+        let moved = net.walk_fls(train, FL_WALK_BATCHES, batch)?;
+        eprintln!("F8Net start: {moved} running FLs walked to F8Net's rule ({FL_WALK_BATCHES} batches, no update)");
+    }
+    let used = bn_stats::restate(net, train, bn)?;
+    eprintln!("F8Net start: BN statistics re-stated to the 8-bit network's on {used} images, eval function kept");
+    Ok(())
 }
 
 /// Run the training described by `args` to the end.
@@ -288,7 +305,7 @@ pub fn run_until(args: &TrainArgs, stop: &AtomicBool) -> Result<Summary> {
     if let Some(init) = &args.init {
         let source = checkpoint::load_init(&mut net, init)?;
         if precision == Precision::Fixed {
-            fixed_start(&mut net, source);
+            fixed_start(&mut net, source, &train, bn, args.batch)?;
         }
     }
     std::fs::create_dir_all(&args.out)
