@@ -172,6 +172,31 @@ fn tiny_train(out: &Path, epochs: &str) -> Vec<String> {
     v
 }
 
+/// `train --mode f8net --init FP`: the F8Net start re-states the BN statistics (both formats)
+/// and walks the running FLs first with per-channel weight formats (`train::fp_start`).
+#[test]
+fn an_f8net_start_from_fp_walks_the_fls_and_restates_the_statistics() {
+    let d = tmp_dir("fp-start");
+    let fp = d.join("fp");
+    let mut args = tiny_train(&fp, "1");
+    args.extend(["--mode".into(), "fp".into()]);
+    let r = f8net(&strs(&args));
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let init = fp.join("checkpoint.safetensors");
+    for (format, walks) in [("per-channel", true), ("per-layer", false)] {
+        let mut args = tiny_train(&d.join(format), "1");
+        for s in ["--mode", "f8net", "--weight-format", format, "--init"] {
+            args.push(s.into());
+        }
+        args.push(init.to_str().unwrap().into());
+        let r = f8net(&strs(&args));
+        let err = text(&r.stderr);
+        assert!(r.status.success(), "{err}");
+        assert!(err.contains("BN statistics re-stated"), "{format}: {err}");
+        assert_eq!(err.contains("running FLs walked"), walks, "{format}: {err}");
+    }
+}
+
 /// Ctrl-C (a real SIGINT) saves the checkpoint at the current step and exits with 130; `--resume`
 /// then ends exactly like a run that was never stopped. Stderr is a pipe here, so progress comes
 /// as plain lines.
