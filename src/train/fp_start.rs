@@ -155,7 +155,8 @@ impl Net {
 
     /// Walk the running input FLs to where F8Net's rule takes them (§3.4) and change nothing
     /// else: training-mode forwards of `batches` batches of `batch` training images (in order,
-    /// not augmented, from the start again at the end) on a copy, whose FLs are kept. Returns how many rounded FLs moved.
+    /// not augmented, from the start again at the end) on a copy, whose FLs are kept. Returns
+    /// how many rounded FLs moved.
     ///
     /// Why: training quantizes each batch at its own FL F_b from σ, eval and the scale use the
     /// running FL F_r, and an FP checkpoint's are all 6 (§3.4's initial value) while F_b sits
@@ -190,7 +191,6 @@ impl Net {
         let mut walked = walker.running_fls().into_iter();
         // The FL of each α group's master (its first member in node order).
         let mut master_fl: Vec<Option<RunningFl>> = vec![None; self.alphas.len()];
-        let mut moved = 0;
         for node in &mut self.nodes {
             let (fl, alpha) = match node {
                 Node::Conv { unit, alpha, .. } => (&mut unit.running_fl, *alpha),
@@ -204,11 +204,10 @@ impl Net {
                 None => own,
             };
         }
-        for (a, b) in before.iter().zip(self.running_fls()) {
-            if a.value.round() != b.value.round() {
-                moved += 1;
-            }
-        }
-        Ok(moved)
+        let after = self.running_fls();
+        let moved = before.iter().zip(&after);
+        Ok(moved
+            .filter(|(a, b)| a.value.round() != b.value.round())
+            .count())
     }
 }
