@@ -13,9 +13,11 @@
 //! ([4·ceil(n/4)][kh][kw][4·ceil(cin/4)], [4·ceil(n/4)]); depthwise dw/db like
 //! `F32DepthwiseWeights` ([kh][kw][4·ceil(c/4)], [4·ceil(c/4)]).
 
-//! The GPU tests (b) and their bad-input tests live in `train_conv/gpu.rs`.
+//! The GPU tests (b) live in `train_conv/gpu.rs`, their bad-input tests in
+//! `train_conv/gpu_bad_input.rs`.
 
 mod gpu;
+mod gpu_bad_input;
 
 use crate::common::*;
 use f8net::reference::conv_f32::{self as conv_ref, ConvGeom};
