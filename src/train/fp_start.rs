@@ -198,11 +198,7 @@ impl Net {
                 _ => continue,
             };
             let own = walked.next().unwrap_or(*fl);
-            *fl = match master_fl.get_mut(alpha) {
-                Some(Some(m)) => *m,
-                Some(slot) => *slot.insert(own),
-                None => own,
-            };
+            *fl = *master_fl[alpha].get_or_insert(own);
         }
         let after = self.running_fls();
         let moved = before.iter().zip(&after);
